@@ -1,0 +1,39 @@
+import ArgumentParser
+import Distributed
+import Foundation
+
+/// Runs the command line with the project's exit rules, instead of swift-argument-parser's defaults:
+/// - `--help` and `--version` print and exit 0;
+/// - an unknown flag or a bad value prints one line naming it and exits 2;
+/// - a failure while running prints one line and exits 1; under `mpirun` it ends every rank (see
+///   `Communicator.abort`), so the others never wait for it in a collective.
+enum CommandRunner {
+    static func run(_ root: PCSMPI.Type) {
+        var command: ParsableCommand
+        do {
+            command = try root.parseAsRoot()
+        } catch {
+            if root.exitCode(for: error) == .success {
+                print(root.fullMessage(for: error))
+                exit(0)
+            }
+            let message = root.message(for: error)
+                .split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+                .filter { !$0.isEmpty }.joined(separator: "; ")
+            Log.errorLine("\(message) (see `pcs-mpi help`)")
+            exit(2)
+        }
+        do {
+            try command.run()
+        } catch let exitCode as ExitCode {
+            exit(exitCode.rawValue)
+        } catch {
+            let message = (error as? CustomStringConvertible)?.description ?? error.localizedDescription
+            if Communicator.isInitialized {
+                Communicator.world().abort(message)
+            }
+            Log.errorLine(message)
+            exit(1)
+        }
+    }
+}

@@ -1,0 +1,14 @@
+import ArgumentParser
+
+@main
+struct PCSMPI: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pcs-mpi",
+        abstract: "PCSformer weakly supervised semantic segmentation, trained data-parallel over MPI on CPUs.",
+        discussion: """
+        Every command runs as one process or under `mpirun -n N`. Set-up and the whole pipeline are in README.md.
+        """,
+        subcommands: [])
+
+    static func main() { CommandRunner.run(PCSMPI.self) }
+}
