@@ -1,3 +1,5 @@
+import Foundation
+
 /// An 8-bit image in row-major, interleaved (HWC) order: 3 channels for RGB, 1 for grey or label indices.
 public struct PixelImage: Equatable, Sendable {
     public var width: Int
@@ -21,7 +23,7 @@ public struct PixelImage: Equatable, Sendable {
 }
 
 /// A failure to read or write an image, naming the file (or the id the bytes belong to). One line, for users.
-public struct ImageCodecError: Error, CustomStringConvertible {
+public struct ImageCodecError: Error, CustomStringConvertible, LocalizedError {
     public let file: String
     public let what: String
     public init(file: String, what: String) {
@@ -29,6 +31,7 @@ public struct ImageCodecError: Error, CustomStringConvertible {
         self.what = what
     }
     public var description: String { "\(file): \(what)" }
+    public var errorDescription: String? { description }
 }
 
 /// What an encoded file holds, judged by its first bytes rather than its name.

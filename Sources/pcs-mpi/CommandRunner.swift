@@ -28,7 +28,7 @@ enum CommandRunner {
         } catch let exitCode as ExitCode {
             exit(exitCode.rawValue)
         } catch {
-            let message = (error as? CustomStringConvertible)?.description ?? error.localizedDescription
+            let message = error.localizedDescription
             if Communicator.isInitialized {
                 Communicator.world().abort(message)
             }

@@ -8,7 +8,7 @@ struct PCSMPI: ParsableCommand {
         discussion: """
         Every command runs as one process or under `mpirun -n N`. Set-up and the whole pipeline are in README.md.
         """,
-        subcommands: [])
+        subcommands: [SynthCommand.self, IngestCommand.self])
 
     static func main() { CommandRunner.run(PCSMPI.self) }
 }
