@@ -39,11 +39,12 @@ let package = Package(
         // A program that runs the collective checks on every rank; the DistributedTests launch it under `mpirun -n 2`.
         .executableTarget(name: "mpi-checks", dependencies: ["Distributed"], path: "Tests/MPIChecks"),
 
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "NNTests", dependencies: ["NN"]),
-        .testTarget(name: "ImagingTests", dependencies: ["Imaging"]),
-        .testTarget(name: "DistributedTests", dependencies: ["Distributed"]),
-        .testTarget(name: "SegmentationTests", dependencies: ["Segmentation"]),
-        .testTarget(name: "CLITests", dependencies: ["Distributed", "Imaging"]),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"]),
+        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "TestSupport"]),
+        .testTarget(name: "SegmentationTests", dependencies: ["Segmentation", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["Distributed", "Imaging", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,0 +1,36 @@
+import TestSupport
+import XCTest
+@testable import Distributed
+
+/// The collectives under a real `mpirun -n 2` (the checks themselves are in Tests/MPIChecks/main.swift).
+final class CollectiveTests: XCTestCase {
+    func testCollectivesOnTwoRanks() throws {
+        let result = try TestSupport.mpirun(2, "mpi-checks", ["2"], timeout: 120)
+        XCTAssertFalse(result.timedOut, "mpirun hung")
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        XCTAssertTrue(result.stdout.contains("rank 0: 16 checks passed, 0 failed"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("rank 1: 16 checks passed, 0 failed"), result.stdout)
+    }
+
+    func testWithoutMpirunTheWorldHasOneRank() throws {
+        let result = try TestSupport.run(TestSupport.binary("mpi-checks"), ["1"], timeout: 60)
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        XCTAssertTrue(result.stdout.contains("rank 0: 16 checks passed, 0 failed"), result.stdout)
+    }
+
+    func testAbortEndsEveryRankWithoutHanging() throws {
+        let result = try TestSupport.mpirun(2, "mpi-checks", ["abort"], timeout: 60)
+        XCTAssertFalse(result.timedOut, "abort left a rank waiting in the barrier")
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertTrue(result.stderr.contains("error: rank 1 gives up on purpose"), result.stderr)
+        XCTAssertFalse(result.stdout.contains("passed a barrier"), result.stdout)
+    }
+
+    func testDefaultThreadsSplitTheNodeBetweenRanks() {
+        let cores = ThreadPlan.nodeCores
+        XCTAssertEqual(ThreadPlan.defaultThreads(localSize: 1), cores)
+        XCTAssertEqual(ThreadPlan.defaultThreads(localSize: cores), 1)
+        XCTAssertEqual(ThreadPlan.defaultThreads(localSize: cores * 4), 1, "never below one thread")
+        XCTAssertGreaterThanOrEqual(ThreadPlan.allowedCores, 1)
+    }
+}
