@@ -13,20 +13,15 @@ enum CommandRunner {
         do {
             command = try root.parseAsRoot()
         } catch {
-            if root.exitCode(for: error) == .success {
-                print(root.fullMessage(for: error))
-                exit(0)
-            }
-            let message = root.message(for: error)
-                .split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
-                .filter { !$0.isEmpty }.joined(separator: "; ")
-            Log.errorLine("\(message) (see `pcs-mpi help`)")
-            exit(2)
+            exitForParserError(error, root)
         }
         do {
             try command.run()
         } catch let exitCode as ExitCode {
             exit(exitCode.rawValue)
+        } catch where String(reflecting: type(of: error)).hasPrefix("ArgumentParser.") {
+            // `pcs-mpi help CMD` and `CMD --help` reach here through the parser's built-in help command.
+            exitForParserError(error, root)
         } catch {
             let message = error.localizedDescription
             if Communicator.isInitialized {
@@ -35,5 +30,17 @@ enum CommandRunner {
             Log.errorLine(message)
             exit(1)
         }
+    }
+
+    private static func exitForParserError(_ error: Error, _ root: PCSMPI.Type) -> Never {
+        if root.exitCode(for: error) == .success {
+            print(root.fullMessage(for: error))
+            exit(0)
+        }
+        let message = root.message(for: error)
+            .split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }.joined(separator: "; ")
+        Log.errorLine("\(message) (see `pcs-mpi help`)")
+        exit(2)
     }
 }
