@@ -74,12 +74,6 @@ public struct SyntheticSample: Sendable {
 }
 
 public enum SyntheticScene {
-    /// PASCAL VOC's 20 object classes in VOC order.
-    public static let vocClassNames = [
-        "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-        "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
-    ]
-
     /// Mask value of pixels that losses and metrics skip.
     public static let ignoreLabel: UInt8 = 255
 
@@ -88,7 +82,7 @@ public enum SyntheticScene {
 
     /// The first `count` VOC class names (clamped to 0...20).
     public static func classNames(count: Int) -> [String] {
-        Array(vocClassNames.prefix(max(0, min(count, vocClassNames.count))))
+        Array(VOC.classNames.prefix(max(0, min(count, VOC.classNames.count))))
     }
 
     /// Fewest interior mask pixels a class object needs to be kept (and labelled): 0.1 % of the image, at least 12.
@@ -99,7 +93,7 @@ public enum SyntheticScene {
     /// Renders sample `index` of the dataset described by `config`.
     public static func render(index: Int, config: SyntheticConfig) -> SyntheticSample {
         let width = max(minimumSide, config.width), height = max(minimumSide, config.height)
-        let classCount = max(1, min(vocClassNames.count, config.classes))
+        let classCount = max(1, min(VOC.classNames.count, config.classes))
         let root = SeededRandom(seed: config.seed).derived(UInt64(bitPattern: Int64(index)))
         // Independent streams per stage, so tuning one stage never reshuffles the others.
         var layoutRandom = root.derived(1)
