@@ -93,7 +93,10 @@ public struct IOBenchmark {
         process.arguments = ["mpirun", "-n", "\(ranks)", "--oversubscribe", "--bind-to", "none", executable,
                              "ingest", "voc", "--root", root.path, "--split", root.appendingPathComponent("ImageSets/Segmentation/train.txt").path,
                              "--out", out.path, "--shards", "8", "--threads", "1", "--log-level", "warning"]
-        var environment = ProcessInfo.processInfo.environment
+        // This process is itself an MPI singleton: the variables Open MPI set for it would confuse a new mpirun.
+        var environment = ProcessInfo.processInfo.environment.filter { key, _ in
+            !(key.hasPrefix("OMPI_") || key.hasPrefix("PMIX_") || key.hasPrefix("OPAL_") || key.hasPrefix("ORTE_"))
+        }
         if getuid() == 0 {
             environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
             environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"

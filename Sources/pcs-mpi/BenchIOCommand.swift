@@ -40,7 +40,9 @@ struct BenchIOCommand: ParsableCommand {
         let rows = try bench.run(world: world)
         print("bench io: \(images) images of \(size), \(ComputeThreads.current) thread(s); sgemm peak \(String(format: "%.1f", peak)) GFLOP/s (I/O does no GEMM)")
         for row in rows {
-            print(String(format: "  %-36@ %10.1f %-9@ %@", row.what as NSString, row.rate, row.unit as NSString, row.note))
+            let what = row.what.padding(toLength: 36, withPad: " ", startingAt: 0)
+            let unit = row.unit.padding(toLength: 9, withPad: " ", startingAt: 0)
+            print("  \(what) \(String(format: "%10.1f", row.rate)) \(unit) \(row.note)")
         }
         let memory = IOBenchmark.peakMemoryMiB()
         print(String(format: "  peak memory: %.0f MiB (this process), %.0f MiB (largest mpirun child)", memory.own, memory.children))
