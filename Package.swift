@@ -15,7 +15,7 @@ let package = Package(
         .executable(name: "pcs-mpi", targets: ["pcs-mpi"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.0"),
     ],
     targets: [
         systemLibrary("CMPI", pkgConfig: "ompi-c", apt: "libopenmpi-dev"),
@@ -40,7 +40,7 @@ let package = Package(
         .executableTarget(name: "mpi-checks", dependencies: ["Distributed"], path: "Tests/MPIChecks"),
 
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "NNTests", dependencies: ["NN"]),
+        .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "TestSupport"]),
         .testTarget(name: "SegmentationTests", dependencies: ["Segmentation", "TestSupport"]),

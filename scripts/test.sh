@@ -1,9 +1,22 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what is missing, builds (debug, with tests), runs every test.
-# Multi-rank tests launch `mpirun -n 2` themselves.
+# The whole test suite: installs what is missing, builds (debug, with tests), runs every test (XCTest).
+# Multi-rank tests launch `mpirun -n 2` themselves. Extra arguments go to `swift test` (e.g. --filter CLITests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-debian.sh
 source scripts/mpi-env.sh
 swift build --build-tests
-swift test --skip-build "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+swift test --skip-build --disable-swift-testing "$@" 2>&1 | tee "$log" || status=$?
+# One plain closing line with the totals of the whole run.
+summary=$(grep -E "^[[:space:]]*Executed [0-9]+ tests?, with [0-9]+ failures?" "$log" | tail -n 1 || true)
+executed=$(echo "$summary" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/')
+failed=$(echo "$summary" | sed -E 's/.*with ([0-9]+) failures?.*/\1/')
+if [ -z "$summary" ] || [ "$executed" -eq 0 ]; then
+  echo "tests: no test was executed" >&2
+  exit 1
+fi
+echo "tests: $((executed - failed)) passed, $failed failed"
+exit $status

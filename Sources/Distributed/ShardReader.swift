@@ -1,4 +1,5 @@
 import Foundation
+import NN
 
 /// Reads one shard written by `ShardWriter`, checking on open that it is complete and self-consistent:
 /// a truncated, foreign or corrupt file is an error that names it.

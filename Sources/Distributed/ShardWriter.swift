@@ -1,4 +1,5 @@
 import Foundation
+import NN
 
 /// The file name of shard `shard` of `count` of the set `name`: `NAME-00003-of-00016.h5`.
 public func shardFileName(_ name: String, shard: Int, of count: Int) -> String {

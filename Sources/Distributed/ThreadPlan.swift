@@ -1,5 +1,6 @@
 import Foundation
 import NN
+import NN
 
 /// How many compute threads each rank runs: the node's cores divided by the ranks on the node, unless the user says.
 ///

@@ -1,5 +1,6 @@
 import Distributed
 import Foundation
+import NN
 
 /// One image that could not be ingested, and why.
 public struct RejectedImage: Codable, Equatable, Sendable {

@@ -1,5 +1,6 @@
 import Distributed
 import Foundation
+import NN
 
 /// A user's own images as an ingest source: a folder of JPEG/PNG files and a CSV of their labels.
 ///

@@ -1,5 +1,6 @@
 import Distributed
 import Foundation
+import NN
 import Imaging
 import NN
 

@@ -8,6 +8,7 @@
 /// - Hot loops run over unsafe buffers with no per-pixel allocation or closure call.
 import Foundation
 import NN
+import NN
 
 /// Where a shape sits in the image. The local frame is the shape's own: rotated by `angle`, scaled so `radius` pixels is 1.
 struct SyntheticPlacement {

@@ -1,5 +1,6 @@
 import Distributed
 import Foundation
+import NN
 import Imaging
 
 /// Writes a generated dataset in the VOC folder layout, so that every stage can run without downloads:

@@ -1,5 +1,6 @@
 import Distributed
 import Foundation
+import NN
 
 /// A VOC-layout folder as an ingest source: `JPEGImages/<id>.jpg`, `Annotations/<id>.xml` (image-level labels),
 /// masks from `SegmentationClassAug/` or `SegmentationClass/` where present, optional saliency maps.

@@ -2,6 +2,7 @@ import ArgumentParser
 import Distributed
 import Foundation
 import NN
+import NN
 import Segmentation
 
 struct BenchIOCommand: ParsableCommand {

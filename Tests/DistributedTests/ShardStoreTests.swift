@@ -87,28 +87,6 @@ final class ShardStoreTests: XCTestCase {
         XCTAssertThrowsError(try ShardedDataset(directory: dir, name: "missing"))
     }
 
-    func testNumericAndStringDatasetsAndAttributes() throws {
-        let dir = try TestSupport.scratchDirectory()
-        let path = dir.appendingPathComponent("t.h5").path
-        let file = try HDF5File.create(path)
-        try file.write("/a/b/cam", (0..<24).map { Float($0) / 3 }, shape: [2, 3, 4])
-        try file.write("/a/d", [1.5, -2.25] as [Double])
-        try file.writeStrings("/names", ["x", "ünïcode", ""])
-        try file.setAttribute("config", "{\"k\": 1}", on: "/a")
-        try file.setAttribute("epoch", [Int64(7)])
-        file.close()
-        let reopened = try HDF5File.open(path)
-        let cam = try reopened.read("/a/b/cam", as: Float.self)
-        XCTAssertEqual(cam.shape, [2, 3, 4])
-        XCTAssertEqual(cam.values[23], 23 / 3)
-        XCTAssertEqual(try reopened.read("/a/d", as: Double.self).values, [1.5, -2.25])
-        XCTAssertEqual(try reopened.readStrings("/names"), ["x", "ünïcode", ""])
-        XCTAssertEqual(try reopened.stringAttribute("config", on: "/a"), "{\"k\": 1}")
-        XCTAssertEqual(try reopened.numericAttribute("epoch", as: Int64.self), [7])
-        XCTAssertNil(try reopened.stringAttribute("absent"))
-        XCTAssertThrowsError(try HDF5File.open(dir.appendingPathComponent("nope.h5").path))
-    }
-
     /// h5py, with no project code, reads the shards and the index: ids, labels, image bytes, masks, attributes.
     func testShardsAreReadableWithH5py() throws {
         let dir = try TestSupport.scratchDirectory()

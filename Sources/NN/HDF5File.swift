@@ -5,6 +5,10 @@ import Foundation
 public struct HDF5Error: Error, CustomStringConvertible, LocalizedError {
     public let file: String
     public let what: String
+    public init(file: String, what: String) {
+        self.file = file
+        self.what = what
+    }
     public var description: String { "\(file): \(what)" }
     public var errorDescription: String? { description }
 }
