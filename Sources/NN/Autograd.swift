@@ -1,0 +1,60 @@
+/// Reverse-mode automatic differentiation with a tape.
+///
+/// Every differentiable op, when one of its inputs requires a gradient and recording is on, appends a node
+/// holding a closure that maps the gradient of its output to gradients of its inputs (accumulated with
+/// `Tensor.accumulateGrad`). `backward(loss)` walks the tape from the end; each node is dropped once it has run,
+/// which releases the activations it saved, and the gradient of every intermediate output is released after
+/// use, so peak memory falls as backward proceeds. Leaves (parameters, inputs created with `requiresGrad`) keep
+/// their `.grad`. Inference runs inside `Autograd.noGrad { }` and records nothing.
+public enum Autograd {
+    struct Node {
+        let output: Tensor
+        let backward: (Tensor) -> Void
+    }
+
+    nonisolated(unsafe) private static var tape: [Node] = []
+    nonisolated(unsafe) private static var recordingDepth = 0
+
+    /// Whether ops currently record themselves.
+    public static var isRecording: Bool { recordingDepth == 0 }
+
+    /// Number of nodes waiting for a backward pass.
+    public static var pendingNodes: Int { tape.count }
+
+    /// Runs `body` without recording (inference, optimiser updates).
+    public static func noGrad<R>(_ body: () throws -> R) rethrows -> R {
+        recordingDepth += 1
+        defer { recordingDepth -= 1 }
+        return try body()
+    }
+
+    /// Whether an op on `inputs` must record: recording is on and some input requires a gradient.
+    public static func needsGrad(_ inputs: Tensor?...) -> Bool {
+        isRecording && inputs.contains { $0?.requiresGrad == true }
+    }
+
+    /// Records that `output` was computed; `backward` receives the output's gradient.
+    public static func record(_ output: Tensor, backward: @escaping (Tensor) -> Void) {
+        output.requiresGrad = true
+        tape.append(Node(output: output, backward: backward))
+    }
+
+    /// Back-propagates from a scalar `loss` (seeded with gradient 1, or `seed` if given) through every recorded op.
+    public static func backward(_ loss: Tensor, seed: Tensor? = nil) {
+        precondition(seed != nil || loss.elementCount == 1, "backward() from a non-scalar \(loss.shape) needs a seed gradient")
+        loss.accumulateGrad(seed ?? Tensor.filled(1, shape: loss.shape))
+        while let node = tape.popLast() {
+            guard let g = node.output.grad else { continue }
+            node.output.grad = nil
+            node.backward(g)
+        }
+    }
+
+    /// Drops everything recorded (e.g. after a forward pass whose gradients are not wanted).
+    public static func reset() { tape.removeAll() }
+}
+
+extension Tensor {
+    /// Back-propagates from this scalar; see `Autograd.backward`.
+    public func backward() { Autograd.backward(self) }
+}

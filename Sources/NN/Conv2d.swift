@@ -1,0 +1,153 @@
+import CDNNL
+
+/// Geometry of a 2-d convolution (square or not), as PyTorch's `Conv2d` takes it.
+public struct ConvGeometry: Hashable, CustomStringConvertible {
+    public var kernel: (h: Int, w: Int)
+    public var stride: (h: Int, w: Int)
+    public var padding: (h: Int, w: Int)
+    public var dilation: (h: Int, w: Int)
+
+    public init(kernel: Int, stride: Int = 1, padding: Int = 0, dilation: Int = 1) {
+        self.kernel = (kernel, kernel)
+        self.stride = (stride, stride)
+        self.padding = (padding, padding)
+        self.dilation = (dilation, dilation)
+    }
+
+    /// Output size per axis: ⌊(in + 2p − d·(k − 1) − 1) / s⌋ + 1.
+    public func outputSize(_ h: Int, _ w: Int) -> (h: Int, w: Int) {
+        ((h + 2 * padding.h - dilation.h * (kernel.h - 1) - 1) / stride.h + 1,
+         (w + 2 * padding.w - dilation.w * (kernel.w - 1) - 1) / stride.w + 1)
+    }
+
+    public var description: String {
+        "k\(kernel.h)x\(kernel.w)s\(stride.h)x\(stride.w)p\(padding.h)x\(padding.w)d\(dilation.h)x\(dilation.w)"
+    }
+
+    public static func == (a: ConvGeometry, b: ConvGeometry) -> Bool { a.description == b.description }
+    public func hash(into h: inout Hasher) { h.combine(description) }
+
+    var strides: [Int64] { [Int64(stride.h), Int64(stride.w)] }
+    /// oneDNN counts dilation from 0 (0 = dense), PyTorch from 1.
+    var dilates: [Int64] { [Int64(dilation.h - 1), Int64(dilation.w - 1)] }
+    var paddings: [Int64] { [Int64(padding.h), Int64(padding.w)] }
+}
+
+/// 2-d convolution y = W ⋆ x + b over NCHW tensors, forward and backward, on oneDNN.
+///
+/// Shapes: x (N, C, H, W), weight (O, C, kH, kW) in PyTorch's plain layout, bias (O), y (N, O, H', W').
+/// Activations use the layout oneDNN chooses (`format_tag_any`, a blocked format on this CPU), so a stack of
+/// convolutions never converts between layers; x is converted only if it arrives in another layout (a model
+/// input). The weight is handed to the primitive in its preferred layout through `Tensor.inLayout`, cached
+/// until the weight changes.
+///
+/// Backward: dx = Wᵀ ⋆ dy (backward-data primitive), dW = dy ⋆ x and db = Σ dy (backward-weights primitive);
+/// dW is converted back to the plain layout so it accumulates in the parameter's own `.grad`.
+public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvGeometry) -> Tensor {
+    precondition(x.shape.count == 4 && weight.shape.count == 4 && x.shape[1] == weight.shape[1],
+                 "conv2d: input \(x.shape) does not match weight \(weight.shape)")
+    precondition(weight.shape[2] == g.kernel.h && weight.shape[3] == g.kernel.w, "conv2d: weight \(weight.shape) vs geometry \(g)")
+    precondition(bias == nil || bias!.shape == [weight.shape[0]], "conv2d: bias \(bias!.shape) for weight \(weight.shape)")
+    let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
+    let out = g.outputSize(h, w)
+    precondition(out.h > 0 && out.w > 0, "conv2d: input \(x.shape) is too small for \(g)")
+    let yShape = [n, weight.shape[0], out.h, out.w]
+    let training = Autograd.needsGrad(x, weight, bias)
+    let shapes = "\(x.shape)\(weight.shape)\(bias != nil)\(g)"
+
+    let forward = PrimitiveCache.primitive("conv.fwd\(training)\(shapes)") {
+        var src = MemoryDesc.any(x.shape), wei = MemoryDesc.any(weight.shape), dst = MemoryDesc.any(yShape)
+        // A zero descriptor tells oneDNN there is no bias.
+        var bia = bias != nil ? MemoryDesc.plain([weight.shape[0]]) : dnnl_memory_desc_t()
+        var desc = dnnl_convolution_desc_t()
+        dnnlCheck(dnnl_dilated_convolution_forward_desc_init(
+            &desc, training ? dnnl_forward_training : dnnl_forward_inference, dnnl_convolution_direct,
+            &src, &wei, &bia, &dst, g.strides, g.dilates, g.paddings, g.paddings), "describe conv \(shapes)")
+        return makePrimitiveDesc(&desc, "conv \(shapes)")
+    }
+    let src = Reorder.ensure(x, forward.desc(DNNL_ARG_SRC))
+    let wei = weight.inLayout(forward.desc(DNNL_ARG_WEIGHTS))
+    let y = Tensor(shape: yShape, desc: forward.desc(DNNL_ARG_DST))
+    var args: [(Int32, UnsafeMutableRawPointer)] = [(DNNL_ARG_SRC, src.storage.data), (DNNL_ARG_WEIGHTS, wei.storage.data),
+                                                    (DNNL_ARG_DST, y.storage.data)]
+    if let bias { args.append((DNNL_ARG_BIAS, bias.storage.data)) }
+    forward.execute(args)
+
+    guard training else { return y }
+    Autograd.record(y) { dy in
+        if x.requiresGrad {
+            let bwd = PrimitiveCache.primitive("conv.bwd_data\(shapes)") {
+                var diffSrc = MemoryDesc.any(x.shape), wei = MemoryDesc.any(weight.shape), diffDst = MemoryDesc.any(yShape)
+                var desc = dnnl_convolution_desc_t()
+                dnnlCheck(dnnl_dilated_convolution_backward_data_desc_init(
+                    &desc, dnnl_convolution_direct, &diffSrc, &wei, &diffDst, g.strides, g.dilates, g.paddings, g.paddings),
+                          "describe conv backward-data \(shapes)")
+                return makePrimitiveDesc(&desc, "conv backward-data \(shapes)", hint: forward.pd)
+            }
+            let diffDst = Reorder.ensure(dy, bwd.desc(DNNL_ARG_DIFF_DST))
+            let wei = weight.inLayout(bwd.desc(DNNL_ARG_WEIGHTS))
+            let dx = Tensor(shape: x.shape, desc: bwd.desc(DNNL_ARG_DIFF_SRC))
+            bwd.execute([(DNNL_ARG_DIFF_DST, diffDst.storage.data), (DNNL_ARG_WEIGHTS, wei.storage.data),
+                         (DNNL_ARG_DIFF_SRC, dx.storage.data)])
+            x.accumulateGrad(dx)
+        }
+        if weight.requiresGrad || bias?.requiresGrad == true {
+            let bwd = PrimitiveCache.primitive("conv.bwd_weights\(shapes)") {
+                var src = MemoryDesc.any(x.shape), diffWei = MemoryDesc.any(weight.shape), diffDst = MemoryDesc.any(yShape)
+                var diffBias = bias != nil ? MemoryDesc.plain([weight.shape[0]]) : dnnl_memory_desc_t()
+                var desc = dnnl_convolution_desc_t()
+                dnnlCheck(dnnl_dilated_convolution_backward_weights_desc_init(
+                    &desc, dnnl_convolution_direct, &src, &diffWei, &diffBias, &diffDst,
+                    g.strides, g.dilates, g.paddings, g.paddings), "describe conv backward-weights \(shapes)")
+                return makePrimitiveDesc(&desc, "conv backward-weights \(shapes)", hint: forward.pd)
+            }
+            let srcB = Reorder.ensure(src, bwd.desc(DNNL_ARG_SRC))
+            let diffDst = Reorder.ensure(dy, bwd.desc(DNNL_ARG_DIFF_DST))
+            let dW = Tensor(shape: weight.shape, desc: bwd.desc(DNNL_ARG_DIFF_WEIGHTS))
+            var args: [(Int32, UnsafeMutableRawPointer)] = [(DNNL_ARG_SRC, srcB.storage.data), (DNNL_ARG_DIFF_DST, diffDst.storage.data),
+                                                            (DNNL_ARG_DIFF_WEIGHTS, dW.storage.data)]
+            let dB = bias.map { Tensor(shape: $0.shape) }
+            if let dB { args.append((DNNL_ARG_DIFF_BIAS, dB.storage.data)) }
+            bwd.execute(args)
+            if weight.requiresGrad { weight.accumulateGrad(Reorder.ensure(dW, weight.desc, kind: .weights)) }
+            if let bias, let dB, bias.requiresGrad { bias.accumulateGrad(dB) }
+        }
+    }
+    return y
+}
+
+/// Creates a primitive descriptor from an op descriptor (any of oneDNN's `*_desc_t`), optionally with the
+/// forward descriptor a backward primitive needs as a hint.
+func makePrimitiveDesc<D>(_ desc: inout D, _ what: String, hint: dnnl_primitive_desc_t? = nil) -> dnnl_primitive_desc_t {
+    var pd: dnnl_primitive_desc_t?
+    withUnsafePointer(to: &desc) { p in
+        dnnlCheck(dnnl_primitive_desc_create(&pd, UnsafeRawPointer(p), nil, DNNLRuntime.shared.engine, hint), "create \(what)")
+    }
+    return pd!
+}
+
+/// A convolution layer with PyTorch's parameter names (`weight`, `bias`) and layout.
+public final class Conv2d {
+    public let weight: Tensor
+    public let bias: Tensor?
+    public let geometry: ConvGeometry
+
+    /// Weights Kaiming-normal (fan-out, ReLU gain: std = √(2 / (O·kH·kW))), as the spec's §2.6 initialises the
+    /// freshly created convolutions; bias uniform in ±1/√(C·kH·kW) as PyTorch's default.
+    public init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0, dilation: Int = 1,
+                bias: Bool = true, rng: inout SeededRandom) {
+        geometry = ConvGeometry(kernel: kernel, stride: stride, padding: padding, dilation: dilation)
+        let shape = [outChannels, inChannels, kernel, kernel]
+        weight = Initializers.kaimingNormalFanOut(shape, rng: &rng)
+        self.bias = bias ? Initializers.uniform([outChannels], bound: 1 / Float(inChannels * kernel * kernel).squareRoot(), rng: &rng) : nil
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        conv2d(x, weight: weight, bias: bias, geometry: geometry)
+    }
+
+    /// Parameters under their state-dict names.
+    public func namedParameters(_ prefix: String) -> [(String, Tensor)] {
+        [("\(prefix)weight", weight)] + (bias.map { [("\(prefix)bias", $0)] } ?? [])
+    }
+}

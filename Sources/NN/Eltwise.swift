@@ -1,0 +1,51 @@
+import CDNNL
+
+/// Element-wise activations through oneDNN's eltwise primitives, in whatever layout the input has (a blocked
+/// activation stays blocked).
+///
+/// - ReLU: y = max(x, 0); dx = dy · [x > 0].
+/// - GELU, exact erf form (PyTorch's default `nn.GELU()`): y = x·Φ(x) = ½x(1 + erf(x/√2));
+///   dx = dy · (Φ(x) + x·φ(x)).
+public enum Activation: String {
+    case relu, gelu
+
+    var algorithm: dnnl_alg_kind_t {
+        switch self {
+        case .relu: return dnnl_eltwise_relu
+        case .gelu: return dnnl_eltwise_gelu_erf
+        }
+    }
+}
+
+/// Applies an activation; see `Activation`.
+public func activation(_ kind: Activation, _ x: Tensor) -> Tensor {
+    let training = Autograd.needsGrad(x)
+    let layout = PrimitiveCache.key(x.desc)
+    let forward = PrimitiveCache.primitive("eltwise.\(kind)\(training)\(x.shape)\(layout)") {
+        var md = x.desc
+        var desc = dnnl_eltwise_desc_t()
+        dnnlCheck(dnnl_eltwise_forward_desc_init(&desc, training ? dnnl_forward_training : dnnl_forward_inference,
+                                                 kind.algorithm, &md, 0, 0), "describe \(kind)")
+        return makePrimitiveDesc(&desc, "\(kind) \(x.shape)")
+    }
+    let y = Tensor(shape: x.shape, desc: x.desc)
+    forward.execute([(DNNL_ARG_SRC, x.storage.data), (DNNL_ARG_DST, y.storage.data)])
+    guard training else { return y }
+    Autograd.record(y) { dy in
+        let backward = PrimitiveCache.primitive("eltwise.\(kind).bwd\(x.shape)\(layout)") {
+            var md = x.desc
+            var diff = x.desc
+            var desc = dnnl_eltwise_desc_t()
+            dnnlCheck(dnnl_eltwise_backward_desc_init(&desc, kind.algorithm, &diff, &md, 0, 0), "describe \(kind) backward")
+            return makePrimitiveDesc(&desc, "\(kind) backward \(x.shape)", hint: forward.pd)
+        }
+        let dy = Reorder.ensure(dy, x.desc)
+        let dx = Tensor(shape: x.shape, desc: x.desc)
+        backward.execute([(DNNL_ARG_SRC, x.storage.data), (DNNL_ARG_DIFF_DST, dy.storage.data), (DNNL_ARG_DIFF_SRC, dx.storage.data)])
+        x.accumulateGrad(dx)
+    }
+    return y
+}
+
+public func relu(_ x: Tensor) -> Tensor { activation(.relu, x) }
+public func gelu(_ x: Tensor) -> Tensor { activation(.gelu, x) }

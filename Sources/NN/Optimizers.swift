@@ -1,0 +1,126 @@
+import Foundation
+
+/// Parameters that share a learning rate and a weight decay (PyTorch's parameter groups).
+public struct ParameterGroup {
+    public var parameters: [Tensor]
+    /// The group's learning rate at multiplier 1; the schedule scales it.
+    public var learningRate: Float
+    public var weightDecay: Float
+
+    public init(_ parameters: [Tensor], learningRate: Float, weightDecay: Float = 0) {
+        self.parameters = parameters
+        self.learningRate = learningRate
+        self.weightDecay = weightDecay
+    }
+}
+
+/// Learning-rate multipliers over iterations.
+public enum LearningRateSchedule {
+    case constant
+    /// (1 − it / maxIterations)^power, DeepLab's and PSA's schedule.
+    case poly(maxIterations: Int, power: Double)
+    /// γ^⌊it / stepSize⌋.
+    case step(stepSize: Int, gamma: Double)
+
+    public func multiplier(at iteration: Int) -> Float {
+        switch self {
+        case .constant: return 1
+        case let .poly(maxIterations, power): return Float(pow(max(0, 1 - Double(iteration) / Double(maxIterations)), power))
+        case let .step(stepSize, gamma): return Float(pow(gamma, Double(iteration / stepSize)))
+        }
+    }
+}
+
+/// AdamW with decoupled weight decay, as `torch.optim.AdamW`:
+///
+///     p ← p·(1 − lr·λ);  m ← β₁m + (1 − β₁)g;  v ← β₂v + (1 − β₂)g²
+///     p ← p − (lr / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + ε)
+///
+/// A parameter without a gradient this step is left untouched: neither moved nor decayed (spec §12.3).
+public final class AdamW {
+    public var groups: [ParameterGroup]
+    public let beta1: Float, beta2: Float, eps: Float
+    public var schedule: LearningRateSchedule
+    /// Optimiser steps taken.
+    public private(set) var iteration = 0
+    private var state: [ObjectIdentifier: (m: [Float], v: [Float], steps: Int)] = [:]
+
+    public init(_ groups: [ParameterGroup], beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8, schedule: LearningRateSchedule = .constant) {
+        self.groups = groups
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.eps = eps
+        self.schedule = schedule
+    }
+
+    public func step() {
+        let multiplier = schedule.multiplier(at: iteration)
+        for group in groups {
+            let lr = group.learningRate * multiplier
+            for p in group.parameters {
+                guard let g = p.grad?.plain() else { continue }
+                precondition(p.isPlain, "AdamW updates plain parameters; \(p) is blocked")
+                let n = p.elementCount
+                var s = state[ObjectIdentifier(p)] ?? ([Float](repeating: 0, count: n), [Float](repeating: 0, count: n), 0)
+                s.steps += 1
+                let c1 = 1 - pow(beta1, Float(s.steps)), c2 = (1 - pow(beta2, Float(s.steps))).squareRoot()
+                s.m.withUnsafeMutableBufferPointer { m in
+                    s.v.withUnsafeMutableBufferPointer { v in
+                        Kernels.adamW(p.storage.floats, g.storage.floats, m.baseAddress!, v.baseAddress!, count: n,
+                                      lr: lr, weightDecay: group.weightDecay, beta1: beta1, beta2: beta2, eps: eps,
+                                      stepSize: lr / c1, sqrtBiasCorrection2: c2)
+                    }
+                }
+                state[ObjectIdentifier(p)] = s
+                p.version += 1
+            }
+        }
+        iteration += 1
+    }
+}
+
+/// SGD with momentum and L2 weight decay, as `torch.optim.SGD`: d = g + λp; b ← μb + d (b = d on the first step);
+/// p ← p − lr·b. Per-group learning rates and decays (DeepLab's 1×/10× groups).
+public final class SGD {
+    public var groups: [ParameterGroup]
+    public let momentum: Float
+    public var schedule: LearningRateSchedule
+    public private(set) var iteration = 0
+    private var buffers: [ObjectIdentifier: [Float]] = [:]
+
+    public init(_ groups: [ParameterGroup], momentum: Float = 0.9, schedule: LearningRateSchedule = .constant) {
+        self.groups = groups
+        self.momentum = momentum
+        self.schedule = schedule
+    }
+
+    public func step() {
+        let multiplier = schedule.multiplier(at: iteration)
+        for group in groups {
+            let lr = group.learningRate * multiplier
+            for p in group.parameters {
+                guard let g = p.grad?.plain() else { continue }
+                let n = p.elementCount
+                let pp = p.storage.floats, gp = g.storage.floats
+                var buffer = buffers[ObjectIdentifier(p)]
+                let first = buffer == nil
+                if first { buffer = [Float](repeating: 0, count: n) }
+                buffer!.withUnsafeMutableBufferPointer { b in
+                    for i in 0..<n {
+                        let d = gp[i] + group.weightDecay * pp[i]
+                        b[i] = first ? d : momentum * b[i] + d
+                        pp[i] -= lr * b[i]
+                    }
+                }
+                buffers[ObjectIdentifier(p)] = buffer
+                p.version += 1
+            }
+        }
+        iteration += 1
+    }
+}
+
+extension Array where Element == Tensor {
+    /// Clears the gradients of these parameters before the next backward pass.
+    public func zeroGrad() { for p in self { p.grad = nil } }
+}

@@ -1,0 +1,59 @@
+import XCTest
+@testable import NN
+
+final class OptimizerTests: XCTestCase {
+    func testAdamWMatchesItsFormulaAndSkipsParametersWithoutGradient() {
+        let p = Tensor([1, -2], shape: [2], requiresGrad: true)
+        let untouched = Tensor([3], shape: [1], requiresGrad: true)
+        let opt = AdamW([ParameterGroup([p, untouched], learningRate: 0.1, weightDecay: 0.01)])
+        var reference: [Double] = [1, -2], m: [Double] = [0, 0], v: [Double] = [0, 0]
+        for step in 1...3 {
+            let g: [Float] = [0.5 * Float(step), -1]
+            p.grad = Tensor(g, shape: [2])
+            opt.step()
+            for i in 0..<2 {
+                reference[i] *= 1 - 0.1 * 0.01
+                m[i] = 0.9 * m[i] + 0.1 * Double(g[i])
+                v[i] = 0.999 * v[i] + 0.001 * Double(g[i]) * Double(g[i])
+                let mHat = m[i] / (1 - pow(0.9, Double(step))), vHat = v[i] / (1 - pow(0.999, Double(step)))
+                reference[i] -= 0.1 * mHat / (vHat.squareRoot() + 1e-8)
+            }
+        }
+        for (a, b) in zip(p.toArray(), reference) { XCTAssertEqual(Double(a), b, accuracy: 1e-5) }
+        XCTAssertEqual(untouched.toArray(), [3], "no gradient: no step and no decay")
+    }
+
+    func testSGDWithMomentumAndSchedules() {
+        let p = Tensor([1], shape: [1], requiresGrad: true)
+        let opt = SGD([ParameterGroup([p], learningRate: 0.1, weightDecay: 0.5)], momentum: 0.9, schedule: .poly(maxIterations: 10, power: 0.9))
+        p.grad = Tensor([2], shape: [1])
+        opt.step() // d = 2 + 0.5·1 = 2.5; b = 2.5; p = 1 − 0.1·2.5 = 0.75
+        XCTAssertEqual(p.toArray()[0], 0.75, accuracy: 1e-6)
+        opt.step() // lr = 0.1·0.9^0.9; d = 2 + 0.375; b = 0.9·2.5 + 2.375
+        let lr = 0.1 * pow(0.9, 0.9)
+        XCTAssertEqual(Double(p.toArray()[0]), 0.75 - lr * (0.9 * 2.5 + 2.375), accuracy: 1e-6)
+        XCTAssertEqual(LearningRateSchedule.step(stepSize: 3, gamma: 0.1).multiplier(at: 7), 0.01, accuracy: 1e-7)
+        XCTAssertEqual(LearningRateSchedule.poly(maxIterations: 4, power: 1).multiplier(at: 4), 0)
+    }
+
+    func testTrainingReducesTheLoss() {
+        var rng = SeededRandom(seed: 3)
+        let conv = Conv2d(3, 8, kernel: 3, padding: 1, rng: &rng)
+        let head = Linear(8 * 64, 4, rng: &rng)
+        let x = Tensor(GradientCheck.random([4, 3, 8, 8], seed: 2), shape: [4, 3, 8, 8])
+        let labels = Tensor([1, 0, 0, 1, 0, 1, 0, 0, 1, 1, 0, 0, 0, 0, 1, 1], shape: [4, 4])
+        let params = conv.namedParameters("").map(\.1) + head.namedParameters("").map(\.1)
+        let opt = AdamW([ParameterGroup(params, learningRate: 0.01)])
+        func loss() -> Tensor {
+            multilabelSoftMarginLoss(head(relu(conv(x)).plain().reshaped([4, 8 * 64])), labels)
+        }
+        let first = loss().toArray()[0]
+        for _ in 0..<50 {
+            params.zeroGrad()
+            loss().backward()
+            opt.step()
+        }
+        let last = Autograd.noGrad { loss() }.toArray()[0]
+        XCTAssertLessThan(last, first * 0.8, "the head alone should fit 4 samples")
+    }
+}
