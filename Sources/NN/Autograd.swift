@@ -46,7 +46,8 @@ public enum Autograd {
         while let node = tape.popLast() {
             guard let g = node.output.grad else { continue }
             node.output.grad = nil
-            node.backward(g)
+            // Backward computes with primitives directly; nothing it does is itself recorded.
+            noGrad { node.backward(g) }
         }
     }
 
