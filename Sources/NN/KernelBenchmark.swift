@@ -1,0 +1,137 @@
+import Foundation
+
+/// The layers of Conformer-S at 512×512, batch 2, timed forward and backward: what `pcs-mpi bench kernels`
+/// prints. Compute-bound layers report GFLOP/s and their fraction of the `cblas_sgemm` rate measured in the same
+/// run; memory-bound layers report GB/s against a `memcpy` of the same bytes.
+public struct KernelBenchmark {
+    public struct Result: Codable {
+        public var layer: String
+        public var forwardMs: Double
+        public var backwardMs: Double
+        /// GFLOP/s for compute-bound layers, GB/s for memory-bound ones.
+        public var forwardRate: Double
+        public var backwardRate: Double
+        public var unit: String
+        /// Activation reorders one forward + backward needed.
+        public var reorders: Int
+    }
+
+    /// A layer to time: builds its inputs once, then runs forward (recording) and backward.
+    struct Case {
+        var name: String
+        /// FLOPs of one forward (0 for memory-bound layers).
+        var flops: Double
+        /// Bytes one forward reads and writes (for memory-bound layers).
+        var bytes: Double
+        var make: () -> (forward: () -> Tensor, parameters: [Tensor])
+    }
+
+    public var repeats: Int
+    public var batch: Int
+
+    public init(repeats: Int = 5, batch: Int = 2) {
+        self.repeats = repeats
+        self.batch = batch
+    }
+
+    func cases() -> [Case] {
+        var rng = SeededRandom(seed: 1)
+        let n = batch
+        func input(_ shape: [Int]) -> Tensor {
+            var r = SeededRandom(seed: UInt64(shape.reduce(7, *)))
+            let t = Tensor((0..<shape.reduce(1, *)).map { _ in r.nextFloat() - 0.5 }, shape: shape)
+            t.requiresGrad = true
+            return t
+        }
+        func conv(_ name: String, _ c: Int, _ o: Int, _ k: Int, stride: Int, hw: Int) -> Case {
+            let g = ConvGeometry(kernel: k, stride: stride, padding: k / 2)
+            let out = g.outputSize(hw, hw)
+            let flops = 2.0 * Double(n * o * out.h * out.w) * Double(c * k * k)
+            return Case(name: name, flops: flops, bytes: 0) {
+                let layer = Conv2d(c, o, kernel: k, stride: stride, padding: k / 2, bias: false, rng: &rng)
+                // Inputs of inner layers arrive blocked, as they do inside the network.
+                let x = input([n, c, hw, hw])
+                let blocked = c >= 16 ? Autograd.noGrad { Conv2d(c, c, kernel: 1, bias: false, rng: &rng)(x) } : x
+                // The stem's input is the image: no gradient is needed for it, as in training.
+                blocked.requiresGrad = c >= 16
+                return ({ layer(blocked) }, [layer.weight])
+            }
+        }
+        func fc(_ name: String, _ k: Int, _ o: Int, tokens: Int) -> Case {
+            Case(name: name, flops: 2.0 * Double(n * tokens * k * o), bytes: 0) {
+                let layer = Linear(k, o, rng: &rng)
+                let x = input([n, tokens, k])
+                return ({ layer(x) }, layer.namedParameters("").map(\.1))
+            }
+        }
+        let tokens = 1025
+        return [
+            conv("conv 7x7 s2 3→64 @512", 3, 64, 7, stride: 2, hw: 512),
+            conv("conv 1x1 64→256 @128", 64, 256, 1, stride: 1, hw: 128),
+            conv("conv 1x1 256→64 @128", 256, 64, 1, stride: 1, hw: 128),
+            conv("conv 3x3 64→64 @128", 64, 64, 3, stride: 1, hw: 128),
+            conv("conv 3x3 256→256 @32", 256, 256, 3, stride: 1, hw: 32),
+            fc("linear 384→1152 (qkv) ×2050", 384, 1152, tokens: tokens),
+            fc("linear 384→1536 (fc1) ×2050", 384, 1536, tokens: tokens),
+            fc("linear 1536→384 (fc2) ×2050", 1536, 384, tokens: tokens),
+            Case(name: "GELU 2050×1536", flops: 0, bytes: Double(2 * n * tokens * 1536 * 4)) {
+                let x = input([n, tokens, 1536])
+                return ({ gelu(x) }, [])
+            },
+            Case(name: "ReLU 64ch @128 (blocked)", flops: 0, bytes: Double(2 * n * 64 * 128 * 128 * 4)) {
+                let x = input([n, 64, 128, 128])
+                let blocked = Autograd.noGrad { Conv2d(64, 64, kernel: 1, bias: false, rng: &rng)(x) }
+                blocked.requiresGrad = true
+                return ({ relu(blocked) }, [])
+            },
+        ]
+    }
+
+    /// Runs every case; `progress` receives each result as it is measured.
+    public func run(progress: (Result) -> Void = { _ in }) -> [Result] {
+        var results: [Result] = []
+        for c in cases() {
+            let (forward, parameters) = c.make()
+            var bestForward = Double.infinity, bestBackward = Double.infinity
+            var reorders = 0
+            for i in 0...repeats {
+                parameters.zeroGrad()
+                let before = Reorder.count
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                let y = forward()
+                let t1 = DispatchTime.now().uptimeNanoseconds
+                Autograd.backward(y, seed: Tensor.zeros(like: y))
+                let t2 = DispatchTime.now().uptimeNanoseconds
+                if i == 0 { continue } // warm-up: primitives are created here
+                reorders = Reorder.count - before
+                bestForward = min(bestForward, Double(t1 - t0) / 1e9)
+                bestBackward = min(bestBackward, Double(t2 - t1) / 1e9)
+            }
+            let computeBound = c.flops > 0
+            let work = computeBound ? c.flops : c.bytes
+            let result = Result(layer: c.name, forwardMs: bestForward * 1e3, backwardMs: bestBackward * 1e3,
+                                forwardRate: work / bestForward / 1e9,
+                                backwardRate: (computeBound ? 2 * work : 1.5 * work) / bestBackward / 1e9,
+                                unit: computeBound ? "GFLOP/s" : "GB/s", reorders: reorders)
+            results.append(result)
+            progress(result)
+        }
+        return results
+    }
+
+    /// GB/s of `memcpy` over `bytes` bytes, best of 5: the yardstick for memory-bound layers.
+    public static func memcpyRate(bytes: Int = 64 << 20) -> Double {
+        let a = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        let b = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        defer { a.deallocate(); b.deallocate() }
+        memset(a, 1, bytes)
+        memset(b, 0, bytes)
+        var best = Double.infinity
+        for _ in 0..<5 {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            memcpy(b, a, bytes)
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        }
+        return 2 * Double(bytes) / best / 1e9
+    }
+}

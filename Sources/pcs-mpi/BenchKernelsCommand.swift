@@ -1,0 +1,70 @@
+import ArgumentParser
+import Distributed
+import Foundation
+import NN
+
+struct BenchKernelsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kernels",
+        abstract: "Conformer-S's layers at 512x512, batch 2, forward and backward, against the sgemm peak.",
+        discussion: """
+        Compute-bound layers: GFLOP/s and % of cblas_sgemm measured in the same run (backward counts 2x the \
+        forward FLOPs: data and weight gradients). Memory-bound layers: GB/s against memcpy. `reorders` counts the \
+        activation layout conversions one step needed. With --torch FILE (from scripts/bench/bench_kernels_torch.py \
+        run on the same cores), prints the ratio to PyTorch. Run from a release build.
+        """)
+
+    @Option(help: "Timed repetitions per layer (best is reported).")
+    var repeats: Int = 5
+
+    @Option(help: "Batch size.")
+    var batch: Int = 2
+
+    @Option(help: "PyTorch results (JSON from scripts/bench/bench_kernels_torch.py) to compare against.")
+    var torch: String?
+
+    @Option(help: "Also write the results as JSON to this file.")
+    var json: String?
+
+    @OptionGroup var global: GlobalOptions
+
+    func validate() throws {
+        guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1; got \(repeats)") }
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1; got \(batch)") }
+    }
+
+    func run() throws {
+        _ = global.startWorld()
+        var torchRates: [String: (Double, Double)] = [:]
+        if let torch {
+            guard let data = FileManager.default.contents(atPath: torch),
+                  let rows = try? JSONDecoder().decode([KernelBenchmark.Result].self, from: data) else {
+                throw ValidationError("--torch \(torch): not a results file from scripts/bench/bench_kernels_torch.py")
+            }
+            for row in rows { torchRates[row.layer] = (row.forwardMs, row.backwardMs) }
+        }
+        let peak = SgemmPeak.measure(n: 2048, repeats: 3)
+        let copy = KernelBenchmark.memcpyRate()
+        print("bench kernels: \(ComputeThreads.current) thread(s), oneDNN \(ComputeThreads.oneDNNVersion), batch \(batch)")
+        print(String(format: "sgemm peak %.1f GFLOP/s, memcpy %.1f GB/s", peak, copy))
+        print("layer                              fwd ms   bwd ms   fwd rate  %peak   bwd rate  %peak reorders" + (torch != nil ? "  vs torch fwd/bwd" : ""))
+        StoragePool.resetPeak()
+        let results = KernelBenchmark(repeats: repeats, batch: batch).run { r in
+            let yardstick = r.unit == "GFLOP/s" ? peak : copy
+            var line = r.layer.padding(toLength: 33, withPad: " ", startingAt: 0)
+            line += String(format: " %8.2f %8.2f %8.1f %5.0f%% %9.1f %5.0f%% %8d", r.forwardMs, r.backwardMs, r.forwardRate,
+                           100 * r.forwardRate / yardstick, r.backwardRate, 100 * r.backwardRate / yardstick, r.reorders)
+            line += " " + (r.unit == "GFLOP/s" ? "" : "(GB/s)")
+            if let (f, b) = torchRates[r.layer] { line += String(format: "  %.2fx / %.2fx", f / r.forwardMs, b / r.backwardMs) }
+            print(line)
+        }
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        print(String(format: "peak tensor memory %.0f MiB, peak resident %.0f MiB", Double(StoragePool.peakLiveBytes) / 1048576, Double(usage.ru_maxrss) / 1024))
+        if let json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted]
+            try AtomicFile.write(try encoder.encode(results), to: URL(fileURLWithPath: json))
+        }
+    }
+}
