@@ -14,7 +14,7 @@ struct IngestCommand: ParsableCommand {
         shard's ids. Readable with h5py alone. Under `mpirun -n N` the ranks split the shards; the result is the \
         same for any rank count.
         """,
-        subcommands: [IngestVOCCommand.self, IngestFolderCommand.self])
+        subcommands: [IngestVOCCommand.self, IngestCOCOCommand.self, IngestFolderCommand.self])
 }
 
 /// Options every ingest source shares.

@@ -13,11 +13,18 @@ public enum TestSupport {
         productsDirectory.appendingPathComponent(name).path
     }
 
-    /// A fresh empty folder under the system's temporary folder.
+    nonisolated(unsafe) private static var created: [URL] = []
+    private static let removeAtExit: Void = {
+        atexit { for url in TestSupport.created { try? FileManager.default.removeItem(at: url) } }
+    }()
+
+    /// A fresh empty folder under the system's temporary folder, removed when the test process exits.
     public static func scratchDirectory(_ label: String = #function) throws -> URL {
+        _ = removeAtExit
         let name = "pcs-mpi-test-\(label.filter { $0.isLetter || $0.isNumber })-\(UUID().uuidString.prefix(8))"
         let url = FileManager.default.temporaryDirectory.appendingPathComponent(name)
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        created.append(url)
         return url
     }
 
@@ -45,8 +52,8 @@ public enum TestSupport {
         let logs = try scratchDirectory("run")
         defer { try? FileManager.default.removeItem(at: logs) }
         let outURL = logs.appendingPathComponent("stdout"), errURL = logs.appendingPathComponent("stderr")
-        FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
         let out = try FileHandle(forWritingTo: outURL), err = try FileHandle(forWritingTo: errURL)
         defer { try? out.close(); try? err.close() }
         process.standardOutput = out

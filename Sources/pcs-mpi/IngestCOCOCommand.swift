@@ -1,0 +1,35 @@
+import ArgumentParser
+import Foundation
+import Segmentation
+
+struct IngestCOCOCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "coco",
+        abstract: "Ingest MS-COCO 2014 (images + instances JSON), with masks rasterised from polygons and RLE.",
+        discussion: """
+        Labels: the 80 categories (contiguous index = rank of the category id) among all of an image's \
+        annotations. Masks: non-crowd instances painted in annotation order (later ones win), crowd regions 255 \
+        (ignore) where no instance is; background 0; class c is label c+1. The annotation file is streamed, not \
+        loaded whole.
+        """)
+
+    @Option(help: "Image folder, e.g. train2014/.")
+    var images: String
+
+    @Option(help: "Instances file, e.g. annotations/instances_train2014.json.")
+    var annotations: String
+
+    @Flag(help: "Keep images that have no annotations (all-background masks, empty labels).")
+    var keepEmpty = false
+
+    @OptionGroup var output: IngestOutputOptions
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        let world = global.startWorld()
+        let source = try COCOIngestSource(images: URL(fileURLWithPath: images), annotations: URL(fileURLWithPath: annotations),
+                                          keepEmpty: keepEmpty)
+        try output.ingest(defaultName: URL(fileURLWithPath: images).lastPathComponent, classNames: source.classNames,
+                          source: "coco:\(annotations)", count: source.count, world: world, makeRecord: source.record)
+    }
+}

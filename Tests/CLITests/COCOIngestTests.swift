@@ -1,0 +1,80 @@
+import Foundation
+import TestSupport
+import XCTest
+@testable import Distributed
+@testable import Imaging
+
+/// `pcs-mpi ingest coco` on the pycocotools fixture (Tests/SegmentationTests/Fixtures/coco): the masks in the
+/// shards equal pycocotools' label maps, for 1 and 2 ranks alike.
+final class COCOIngestTests: XCTestCase {
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("../SegmentationTests/Fixtures/coco").standardized
+
+    struct Instances: Decodable {
+        struct Image: Decodable { var id: Int; var file_name: String; var width: Int; var height: Int }
+        var images: [Image]
+    }
+    struct Expected: Decodable {
+        struct Image: Decodable { var id: Int; var label_map_runs: [[Int]]; var image_labels: [Int] }
+        var images: [Image]
+    }
+
+    /// Writes a JPEG of the annotated size for every fixture image (one of them `wrongSize`, if asked).
+    func makeImages(_ dir: URL, wrongSize: Int? = nil) throws -> Instances {
+        let instances = try JSONDecoder().decode(Instances.self, from: Data(contentsOf: Self.fixtures.appendingPathComponent("instances_fixture.json")))
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        for image in instances.images {
+            let w = image.id == wrongSize ? image.width + 1 : image.width
+            let pixels = PixelImage(width: w, height: image.height, channels: 3, pixels: [UInt8](repeating: UInt8(image.id % 256), count: w * image.height * 3))
+            try Data(try JPEGCodec.encode(pixels)).write(to: dir.appendingPathComponent(image.file_name))
+        }
+        return instances
+    }
+
+    func ingest(_ images: URL, out: URL, ranks: Int, extra: [String] = []) throws -> TestSupport.Result {
+        let arguments = ["ingest", "coco", "--images", images.path, "--annotations", Self.fixtures.appendingPathComponent("instances_fixture.json").path,
+                         "--out", out.path, "--shards", "2", "--name", "coco"] + extra
+        return ranks == 1 ? try TestSupport.pcsMPI(arguments) : try TestSupport.mpirun(ranks, "pcs-mpi", arguments)
+    }
+
+    func testMasksMatchPycocotoolsOnOneAndTwoRanks() throws {
+        let dir = try TestSupport.scratchDirectory()
+        let instances = try makeImages(dir.appendingPathComponent("train2014"))
+        let expected = try JSONDecoder().decode(Expected.self, from: Data(contentsOf: Self.fixtures.appendingPathComponent("expected.json")))
+        for ranks in [1, 2] {
+            let out = dir.appendingPathComponent("shards-\(ranks)")
+            let result = try ingest(dir.appendingPathComponent("train2014"), out: out, ranks: ranks)
+            XCTAssertEqual(result.status, 0, result.stderr)
+            let set = try ShardedDataset(directory: out, name: "coco")
+            XCTAssertEqual(set.classNames.count, 80)
+            XCTAssertEqual(set.count, 6, "the image without annotations is dropped")
+            for image in expected.images {
+                let id = ((instances.images.first { $0.id == image.id }?.file_name ?? "") as NSString).deletingPathExtension
+                guard !image.label_map_runs.isEmpty, image.image_labels.count > 0 else {
+                    XCTAssertFalse(set.contains(id))
+                    continue
+                }
+                let record = try set.record(id)
+                let mask = try PNGCodec.decodeIndices(try XCTUnwrap(record.mask), name: id)
+                let reference = image.label_map_runs.flatMap { [UInt8](repeating: UInt8($0[0]), count: $0[1]) }
+                XCTAssertEqual(mask.pixels, reference, "label map of \(id), \(ranks) rank(s)")
+                XCTAssertEqual(record.label.enumerated().filter { $0.element == 1 }.map(\.offset), image.image_labels, "labels of \(id)")
+            }
+        }
+        let kept = try ingest(dir.appendingPathComponent("train2014"), out: dir.appendingPathComponent("kept"), ranks: 1, extra: ["--keep-empty"])
+        XCTAssertEqual(kept.status, 0, kept.stderr)
+        XCTAssertEqual(try ShardedDataset(directory: dir.appendingPathComponent("kept"), name: "coco").count, 7)
+    }
+
+    func testImageOfTheWrongSizeIsNamed() throws {
+        let dir = try TestSupport.scratchDirectory()
+        _ = try makeImages(dir.appendingPathComponent("train2014"), wrongSize: 30)
+        let result = try ingest(dir.appendingPathComponent("train2014"), out: dir.appendingPathComponent("out"), ranks: 1)
+        XCTAssertEqual(result.status, 1)
+        XCTAssertTrue(result.stderr.contains("COCO_train2014_000000000030.jpg") && result.stderr.contains("51x37"), result.stderr)
+        let missing = try TestSupport.pcsMPI(["ingest", "coco", "--images", dir.path, "--annotations", dir.appendingPathComponent("none.json").path,
+                                              "--out", dir.appendingPathComponent("o").path])
+        XCTAssertEqual(missing.status, 1)
+        XCTAssertTrue(missing.stderr.contains("none.json"), missing.stderr)
+    }
+}
