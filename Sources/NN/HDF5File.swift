@@ -102,15 +102,16 @@ public final class HDF5File {
 
     // MARK: numeric datasets
 
-    /// Writes an n-d dataset (row-major `values`, `shape` as in numpy) with a Fletcher-32 checksum.
+    /// Writes an n-d dataset (row-major `values`, `shape` as in numpy; `[]` for a scalar) with a Fletcher-32 checksum.
     public func write<T: HDF5Scalar>(_ name: String, _ values: [T], shape: [Int]? = nil) throws {
         let dims = (shape ?? [values.count]).map { hsize_t($0) }
         precondition(dims.reduce(1, *) == hsize_t(values.count), "dataset \(name): shape \(dims) does not hold \(values.count) values")
-        let space = H5Screate_simple(Int32(dims.count), dims, nil)
+        // Shape [] is a scalar (e.g. `num_batches_tracked`); HDF5 cannot chunk or checksum a scalar.
+        let space = dims.isEmpty ? H5Screate(H5S_SCALAR) : H5Screate_simple(Int32(dims.count), dims, nil)
         defer { H5Sclose(space) }
         let dcpl = H5Pcreate(chdf5_p_dataset_create())
         defer { H5Pclose(dcpl) }
-        if values.count > 0 {
+        if values.count > 0, !dims.isEmpty {
             H5Pset_chunk(dcpl, Int32(dims.count), dims)
             H5Pset_fletcher32(dcpl)
         }
