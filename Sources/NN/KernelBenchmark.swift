@@ -14,6 +14,8 @@ public struct KernelBenchmark {
         public var unit: String
         /// Activation reorders one forward + backward needed.
         public var reorders: Int
+        /// Share of the forward + backward time spent inside oneDNN primitives (1 = no framework overhead).
+        public var primitiveShare: Double
     }
 
     /// A layer to time: builds its inputs once, then runs forward (recording) and backward.
@@ -94,9 +96,11 @@ public struct KernelBenchmark {
             let (forward, parameters) = c.make()
             var bestForward = Double.infinity, bestBackward = Double.infinity
             var reorders = 0
+            var primitiveShare = 0.0
             for i in 0...repeats {
                 parameters.zeroGrad()
                 let before = Reorder.count
+                let inPrimitives = Primitive.executionNanoseconds
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 let y = forward()
                 let t1 = DispatchTime.now().uptimeNanoseconds
@@ -104,6 +108,7 @@ public struct KernelBenchmark {
                 let t2 = DispatchTime.now().uptimeNanoseconds
                 if i == 0 { continue } // warm-up: primitives are created here
                 reorders = Reorder.count - before
+                primitiveShare = max(primitiveShare, Double(Primitive.executionNanoseconds - inPrimitives) / Double(t2 - t0))
                 bestForward = min(bestForward, Double(t1 - t0) / 1e9)
                 bestBackward = min(bestBackward, Double(t2 - t1) / 1e9)
             }
@@ -112,7 +117,8 @@ public struct KernelBenchmark {
             let result = Result(layer: c.name, forwardMs: bestForward * 1e3, backwardMs: bestBackward * 1e3,
                                 forwardRate: work / bestForward / 1e9,
                                 backwardRate: (computeBound ? 2 * work : 1.5 * work) / bestBackward / 1e9,
-                                unit: computeBound ? "GFLOP/s" : "GB/s", reorders: reorders)
+                                unit: computeBound ? "GFLOP/s" : "GB/s", reorders: reorders,
+                                primitiveShare: primitiveShare)
             results.append(result)
             progress(result)
         }

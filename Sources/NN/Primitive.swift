@@ -1,4 +1,5 @@
 import CDNNL
+import Dispatch
 
 /// A oneDNN primitive with its descriptor and one reusable memory object per argument, so executing it again
 /// only swaps data pointers (`dnnl_memory_set_data_handle`) and allocates nothing.
@@ -47,9 +48,15 @@ public final class Primitive {
             args.append(dnnl_exec_arg_t(arg: arg, memory: memory))
         }
         let stream = DNNLRuntime.shared.stream
+        let start = DispatchTime.now().uptimeNanoseconds
         dnnlCheck(dnnl_primitive_execute(primitive, stream, Int32(args.count), args), "execute a primitive")
         dnnlCheck(dnnl_stream_wait(stream), "wait for the stream")
+        Primitive.executionNanoseconds += DispatchTime.now().uptimeNanoseconds - start
     }
+
+    /// Time spent inside oneDNN primitives (reorders included) since the process started: what the kernel
+    /// benchmark sets against a layer's total time to show the framework's own overhead.
+    nonisolated(unsafe) public private(set) static var executionNanoseconds: UInt64 = 0
 }
 
 /// Primitives cached by a key that describes the operation, its shapes and layouts: a training step creates no

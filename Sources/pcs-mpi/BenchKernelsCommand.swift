@@ -10,7 +10,8 @@ struct BenchKernelsCommand: ParsableCommand {
         discussion: """
         Compute-bound layers: GFLOP/s and % of cblas_sgemm measured in the same run (backward counts 2x the \
         forward FLOPs: data and weight gradients). Memory-bound layers: GB/s against memcpy. `reorders` counts the \
-        activation layout conversions one step needed. With --torch FILE (from scripts/bench/bench_kernels_torch.py \
+        activation layout conversions one step needed; in-oneDNN is the share of the time spent inside oneDNN \
+        primitives (the rest is the framework's own work). With --torch FILE (from scripts/bench/bench_kernels_torch.py \
         run on the same cores), prints the ratio to PyTorch. Run from a release build.
         """)
 
@@ -47,13 +48,14 @@ struct BenchKernelsCommand: ParsableCommand {
         let copy = KernelBenchmark.memcpyRate()
         print("bench kernels: \(ComputeThreads.current) thread(s), oneDNN \(ComputeThreads.oneDNNVersion), batch \(batch)")
         print(String(format: "sgemm peak %.1f GFLOP/s, memcpy %.1f GB/s", peak, copy))
-        print("layer                              fwd ms   bwd ms   fwd rate  %peak   bwd rate  %peak reorders" + (torch != nil ? "  vs torch fwd/bwd" : ""))
+        print("layer                              fwd ms   bwd ms   fwd rate  %peak   bwd rate  %peak reorders in-oneDNN" + (torch != nil ? "  vs torch fwd/bwd" : ""))
         StoragePool.resetPeak()
         let results = KernelBenchmark(repeats: repeats, batch: batch).run { r in
             let yardstick = r.unit == "GFLOP/s" ? peak : copy
             var line = r.layer.padding(toLength: 33, withPad: " ", startingAt: 0)
-            line += String(format: " %8.2f %8.2f %8.1f %5.0f%% %9.1f %5.0f%% %8d", r.forwardMs, r.backwardMs, r.forwardRate,
-                           100 * r.forwardRate / yardstick, r.backwardRate, 100 * r.backwardRate / yardstick, r.reorders)
+            line += String(format: " %8.2f %8.2f %8.1f %5.0f%% %9.1f %5.0f%% %8d %8.0f%%", r.forwardMs, r.backwardMs, r.forwardRate,
+                           100 * r.forwardRate / yardstick, r.backwardRate, 100 * r.backwardRate / yardstick, r.reorders,
+                           100 * r.primitiveShare)
             line += " " + (r.unit == "GFLOP/s" ? "" : "(GB/s)")
             if let (f, b) = torchRates[r.layer] { line += String(format: "  %.2fx / %.2fx", f / r.forwardMs, b / r.backwardMs) }
             print(line)

@@ -67,7 +67,7 @@ def main():
         results.append({"layer": name, "forwardMs": best_f * 1e3, "backwardMs": best_b * 1e3,
                         "forwardRate": work / best_f / 1e9,
                         "backwardRate": (2 * work if flops else 1.5 * work) / best_b / 1e9,
-                        "unit": "GFLOP/s" if flops else "GB/s", "reorders": 0})
+                        "unit": "GFLOP/s" if flops else "GB/s", "reorders": 0, "primitiveShare": 0})
         print(f"{name:33s} fwd {best_f*1e3:8.2f} ms  bwd {best_b*1e3:8.2f} ms  {results[-1]['forwardRate']:7.1f} {results[-1]['unit']}")
     json.dump(results, open(a.out, "w"), indent=1)
 
