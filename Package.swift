@@ -29,10 +29,11 @@ let package = Package(
         .target(name: "Imaging", dependencies: ["NN", "CPNG", "CJPEG"]),
         .target(name: "Distributed", dependencies: ["NN", "CMPI", "CHDF5"]),
         .target(name: "Segmentation", dependencies: ["NN", "Imaging", "Distributed"]),
+        .target(name: "PCSformer", dependencies: ["NN", "Imaging", "Distributed", "Segmentation"]),
         .executableTarget(
             name: "pcs-mpi",
             dependencies: [
-                "NN", "Imaging", "Distributed", "Segmentation",
+                "NN", "Imaging", "Distributed", "Segmentation", "PCSformer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
@@ -44,6 +45,7 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "TestSupport"]),
         .testTarget(name: "SegmentationTests", dependencies: ["Segmentation", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "PCSformerTests", dependencies: ["PCSformer", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "CLITests", dependencies: ["Distributed", "Imaging", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]

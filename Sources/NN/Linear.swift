@@ -74,3 +74,12 @@ public final class Linear {
         [("\(prefix)weight", weight)] + (bias.map { [("\(prefix)bias", $0)] } ?? [])
     }
 }
+
+extension Kernels {
+    /// C = A·B (or A·Bᵀ) on plain row-major buffers through oneDNN's matmul: A (m, k), B (k, n) or, transposed,
+    /// stored as (n, k); C (m, n). For computations outside autograd (CAMs, random walk).
+    public static func matmulRowMajor(_ a: UnsafeMutablePointer<Float>, _ b: UnsafeMutablePointer<Float>, _ c: UnsafeMutablePointer<Float>,
+                                      m: Int, k: Int, n: Int, transposeB: Bool = false) {
+        matmul(UnsafeMutableRawPointer(a), UnsafeMutableRawPointer(b), UnsafeMutableRawPointer(c), m: m, k: k, n: n, transposeB: transposeB)
+    }
+}

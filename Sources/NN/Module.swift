@@ -94,3 +94,7 @@ extension BatchNorm2d: Module {
             + [.counter("\(prefix)num_batches_tracked", get: { Int64(self.numBatchesTracked) }, set: { self.numBatchesTracked = Int($0) })]
     }
 }
+
+extension MultiHeadAttention: Module {
+    public func state(_ prefix: String) -> [StateEntry] { namedParameters(prefix).map { .parameter($0.0, $0.1) } }
+}
