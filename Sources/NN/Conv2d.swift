@@ -52,6 +52,9 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvG
     let out = g.outputSize(h, w)
     precondition(out.h > 0 && out.w > 0, "conv2d: input \(x.shape) is too small for \(g)")
     let yShape = [n, weight.shape[0], out.h, out.w]
+    // One direction's multiply-adds: every output element sums C·kH·kW products (backward data and weights each
+    // do the same amount again).
+    let flops = 2 * Double(yShape.reduce(1, *)) * Double(weight.shape[1] * weight.shape[2] * weight.shape[3])
     let training = Autograd.needsGrad(x, weight, bias)
     let shapes = "\(x.shape)\(weight.shape)\(bias != nil)\(g)"
 
@@ -72,6 +75,7 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvG
                                                     (DNNL_ARG_DST, y.storage.data)]
     if let bias { args.append((DNNL_ARG_BIAS, bias.storage.data)) }
     forward.execute(args)
+    FlopCounter.add(flops)
 
     guard training else { return y }
     Autograd.record(y) { dy in
@@ -89,6 +93,7 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvG
             let dx = Tensor(shape: x.shape, desc: bwd.desc(DNNL_ARG_DIFF_SRC))
             bwd.execute([(DNNL_ARG_DIFF_DST, diffDst.storage.data), (DNNL_ARG_WEIGHTS, wei.storage.data),
                          (DNNL_ARG_DIFF_SRC, dx.storage.data)])
+            FlopCounter.add(flops)
             x.accumulateGrad(dx)
         }
         if weight.requiresGrad || bias?.requiresGrad == true {
@@ -109,6 +114,7 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvG
             let dB = bias.map { Tensor(shape: $0.shape) }
             if let dB { args.append((DNNL_ARG_DIFF_BIAS, dB.storage.data)) }
             bwd.execute(args)
+            FlopCounter.add(flops)
             if weight.requiresGrad { weight.accumulateGrad(Reorder.ensure(dW, weight.desc, kind: .weights)) }
             if let bias, let dB, bias.requiresGrad { bias.accumulateGrad(dB) }
         }

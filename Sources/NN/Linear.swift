@@ -18,6 +18,7 @@ func matmul(_ a: UnsafeMutableRawPointer, _ b: UnsafeMutableRawPointer, _ c: Uns
     var args: [(Int32, UnsafeMutableRawPointer)] = [(DNNL_ARG_SRC, a), (DNNL_ARG_WEIGHTS, b), (DNNL_ARG_DST, c)]
     if let bias { args.append((DNNL_ARG_BIAS, bias)) }
     primitive.execute(args)
+    FlopCounter.add(2 * Double(m) * Double(k) * Double(n))
 }
 
 /// y = x·Wᵀ + b over the last dimension, as PyTorch's `F.linear`.

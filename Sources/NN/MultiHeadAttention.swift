@@ -133,4 +133,5 @@ func batchedMatmul(_ a: UnsafeMutableRawPointer, _ b: UnsafeMutableRawPointer, _
         return makePrimitiveDesc(&desc, key)
     }
     primitive.execute([(DNNL_ARG_SRC, a), (DNNL_ARG_WEIGHTS, b), (DNNL_ARG_DST, c)])
+    FlopCounter.add(2 * Double(batch) * Double(m) * Double(k) * Double(n))
 }

@@ -1,0 +1,73 @@
+import Foundation
+import NN
+
+/// `pcs-mpi bench conformer`: the PC training step (a 512×512 and a 224×224 forward on the same images, the loss
+/// of spec §3.4, backward, an AdamW step; `batch` images) and CAM inference at 496×368 (VOC's 500×375 at scale
+/// 1, floored to multiples of 16), timed on this rank's threads.
+public struct ConformerBenchmark {
+    public struct Result: Codable {
+        public var what: String
+        public var seconds: Double
+        public var imagesPerSecond: Double
+        /// Convolution and matrix-product GFLOP/s (a lower bound of the work done).
+        public var gflops: Double
+    }
+
+    public var variant: ModelVariant
+    public var batch: Int
+    public var steps: Int
+
+    public init(variant: ModelVariant = .pc, batch: Int = 2, steps: Int = 2) {
+        self.variant = variant
+        self.batch = batch
+        self.steps = steps
+    }
+
+    static func random(_ shape: [Int], seed: UInt64) -> Tensor {
+        var rng = SeededRandom(seed: seed)
+        return Tensor((0..<shape.reduce(1, *)).map { _ in rng.nextFloat() * 2 - 1 }, shape: shape)
+    }
+
+    /// Times `body` `repeats` times after one warm-up run (which creates the primitives); best run.
+    func time(_ repeats: Int, _ body: () -> Void) -> (seconds: Double, flops: Double) {
+        body()
+        var best = (Double.infinity, 0.0)
+        for _ in 0..<repeats {
+            let flops = FlopCounter.count
+            let start = DispatchTime.now().uptimeNanoseconds
+            body()
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            if seconds < best.0 { best = (seconds, FlopCounter.count - flops) }
+        }
+        return best
+    }
+
+    public func run() -> [Result] {
+        let model = Conformer(variant.config(), seed: 1)
+        let optimizer = AdamW([ParameterGroup(model.parameters, learningRate: 5e-5, weightDecay: 5e-4)])
+        let c = model.config.numClasses
+        let image = Self.random([batch, 3, 512, 512], seed: 2)
+        let pair = Autograd.noGrad { interpolate(image, size: (224, 224), mode: .bilinear) }
+        var labelRNG = SeededRandom(seed: 3)
+        let labels = Tensor((0..<(batch * (c - 1))).map { _ in labelRNG.nextFloat() < 0.1 ? 1 : 0 }, shape: [batch, c - 1])
+
+        model.setBatchNormMode(.training)
+        let train = time(steps) {
+            for p in model.parameters { p.grad = nil }
+            let a = model(image, training: true), b = model(pair, training: true)
+            let loss = scale(add(PCSformerLoss.classification(convLogits: a.convLogits, transLogits: a.transLogits, labels: labels),
+                                 PCSformerLoss.classification(convLogits: b.convLogits, transLogits: b.transLogits, labels: labels)), 0.5)
+            loss.backward()
+            optimizer.step()
+        }
+        model.setBatchNormMode(.inference)
+        let input = Self.random([1, 3, 368, 496], seed: 4)
+        let infer = time(max(steps, 2)) { _ = Autograd.noGrad { model(input, cam: .transcam) } }
+        return [
+            Result(what: "PC training step 512+224, batch \(batch)", seconds: train.seconds,
+                   imagesPerSecond: Double(batch) / train.seconds, gflops: train.flops / train.seconds / 1e9),
+            Result(what: "inference 496x368 + transcam", seconds: infer.seconds, imagesPerSecond: 1 / infer.seconds,
+                   gflops: infer.flops / infer.seconds / 1e9),
+        ]
+    }
+}

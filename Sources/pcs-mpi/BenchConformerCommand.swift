@@ -1,0 +1,56 @@
+import ArgumentParser
+import Foundation
+import NN
+import PCSformer
+
+struct BenchConformerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "conformer",
+        abstract: "The PC training step (512+224, loss, backward, AdamW) and CAM inference, against the sgemm peak.",
+        discussion: """
+        GFLOP/s counts convolutions and matrix products (forward and backward), so it is a lower bound. With \
+        --torch FILE (from scripts/bench/bench_conformer_torch.py run on the same cores) prints the speed ratio. \
+        Run from a release build.
+        """)
+
+    @Option(help: "Network (see `pcs-mpi help forward`).")
+    var model: ModelVariant = .pc
+
+    @Option(help: "Images per training step (2 per rank upstream).")
+    var batch: Int = 2
+
+    @Option(help: "Timed repetitions (best is reported), after one warm-up.")
+    var steps: Int = 2
+
+    @Option(help: "PyTorch results (JSON) to compare against.")
+    var torch: String?
+
+    @OptionGroup var global: GlobalOptions
+
+    func validate() throws {
+        guard batch >= 1, steps >= 1 else { throw ValidationError("--batch and --steps must be at least 1") }
+    }
+
+    func run() throws {
+        _ = global.startWorld()
+        var torchRates: [String: Double] = [:]
+        if let torch {
+            guard let data = FileManager.default.contents(atPath: torch),
+                  let rows = try? JSONDecoder().decode([ConformerBenchmark.Result].self, from: data) else {
+                throw ValidationError("--torch \(torch): not a results file from scripts/bench/bench_conformer_torch.py")
+            }
+            for row in rows { torchRates[row.what] = row.imagesPerSecond }
+        }
+        let peak = SgemmPeak.measure(n: 2048, repeats: 3)
+        print("bench conformer: \(model.rawValue), \(ComputeThreads.current) thread(s), sgemm peak \(String(format: "%.1f", peak)) GFLOP/s")
+        for r in ConformerBenchmark(variant: model, batch: batch, steps: steps).run() {
+            var line = r.what.padding(toLength: 38, withPad: " ", startingAt: 0)
+            line += String(format: " %7.2f s %7.2f images/s %7.1f GFLOP/s (%3.0f%% of sgemm)", r.seconds, r.imagesPerSecond, r.gflops, 100 * r.gflops / peak)
+            if let t = torchRates[r.what] { line += String(format: "  %.2fx PyTorch", r.imagesPerSecond / t) }
+            print(line)
+        }
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        print(String(format: "peak resident memory %.2f GiB", Double(usage.ru_maxrss) / 1048576))
+    }
+}
