@@ -8,7 +8,8 @@
 /// their `.grad`. Inference runs inside `Autograd.noGrad { }` and records nothing.
 public enum Autograd {
     struct Node {
-        let output: Tensor
+        /// The output's gradient slot (not the output: its data is freed when nothing else needs it).
+        let output: GradSlot
         let backward: (Tensor) -> Void
     }
 
@@ -36,7 +37,7 @@ public enum Autograd {
     /// Records that `output` was computed; `backward` receives the output's gradient.
     public static func record(_ output: Tensor, backward: @escaping (Tensor) -> Void) {
         output.requiresGrad = true
-        tape.append(Node(output: output, backward: backward))
+        tape.append(Node(output: output.slot, backward: backward))
     }
 
     /// Back-propagates from a scalar `loss` (seeded with gradient 1, or `seed` if given) through every recorded op.

@@ -27,10 +27,10 @@ public func concat(_ xs: [Tensor], axis: Int) -> Tensor {
         offset += x.shape[a]
     }
     guard anyNeedsGrad(plains) else { return y }
-    Autograd.record(y) { dy in
+    Autograd.record(y) { [inputs = plains.map(\.slot)] dy in
         let dy = dy.plain()
         var offset = 0
-        for x in plains {
+        for x in inputs {
             if x.requiresGrad { x.accumulateGrad(sliceCopy(dy, axis: a, range: offset ..< offset + x.shape[a])) }
             offset += x.shape[a]
         }
@@ -53,7 +53,7 @@ public func slice(_ x: Tensor, axis: Int, range: Range<Int>) -> Tensor {
     let x = x.plain()
     let y = sliceCopy(x, axis: a, range: range)
     guard Autograd.needsGrad(x) else { return y }
-    Autograd.record(y) { dy in
+    Autograd.record(y) { [x = x.slot] dy in
         let dy = dy.plain()
         let dx = Tensor.zeros(x.shape)
         let strides = Kernels.strides(x.shape)

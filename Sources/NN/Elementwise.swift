@@ -27,7 +27,7 @@ public func mul(_ a: Tensor, _ b: Tensor) -> Tensor { binary(.mul, a, b) }
 public func scale(_ x: Tensor, _ s: Float) -> Tensor {
     let y = scaledCopy(x, s)
     guard Autograd.needsGrad(x) else { return y }
-    Autograd.record(y) { dy in x.accumulateGrad(scaledCopy(dy, s)) }
+    Autograd.record(y) { [x = x.slot] dy in x.accumulateGrad(scaledCopy(dy, s)) }
     return y
 }
 
@@ -43,7 +43,7 @@ public func expand(_ x: Tensor, to shape: [Int]) -> Tensor {
     let y = Tensor(shape: shape)
     Kernels.copyStrided(x.storage.floats, strides: sourceStrides, y.storage.floats, strides: Kernels.strides(shape), shape: shape)
     guard Autograd.needsGrad(x) else { return y }
-    Autograd.record(y) { dy in x.accumulateGrad(reduceGradient(dy, to: x.shape)) }
+    Autograd.record(y) { [x = x.slot] dy in x.accumulateGrad(reduceGradient(dy, to: x.shape)) }
     return y
 }
 
@@ -84,15 +84,16 @@ private func binary(_ op: BinaryOperation, _ a: Tensor, _ b: Tensor) -> Tensor {
     let (big, small) = aIsBig ? (a, b) : (b, a)
     let y = runBinary(op, big, small)
     guard Autograd.needsGrad(a, b) else { return y }
-    Autograd.record(y) { dy in
-        switch op {
-        case .add:
+    // A sum needs no operand values in backward, so only their gradient slots are kept (see `GradSlot`).
+    let operands = op == .mul ? (big, small) : nil
+    Autograd.record(y) { [big = big.slot, small = small.slot] dy in
+        if let (bigData, smallData) = operands {
+            if big.requiresGrad { big.accumulateGrad(runBinary(.mul, dy, smallData)) }
+            if small.requiresGrad { small.accumulateGrad(reduceGradient(runBinary(.mul, Reorder.ensure(dy, big.desc), bigData), to: small.shape)) }
+        } else {
             // Same-shape operands must not share one gradient buffer: the first gets dy, the second a copy.
             if big.requiresGrad { big.accumulateGrad(dy) }
             if small.requiresGrad { small.accumulateGrad(reduceGradient(dy, to: small.shape, copy: big.requiresGrad)) }
-        case .mul:
-            if big.requiresGrad { big.accumulateGrad(runBinary(.mul, dy, small)) }
-            if small.requiresGrad { small.accumulateGrad(reduceGradient(runBinary(.mul, Reorder.ensure(dy, big.desc), big), to: small.shape)) }
         }
     }
     return y

@@ -11,7 +11,9 @@ public enum Activation: String {
 
     var algorithm: dnnl_alg_kind_t {
         switch self {
-        case .relu: return dnnl_eltwise_relu
+        // ReLU's backward reads its output (dx = dy·[y > 0]), so the input it came from can be freed
+        // (PyTorch's in-place ReLU saves memory the same way); GELU's reads its input.
+        case .relu: return dnnl_eltwise_relu_use_dst_for_bwd
         case .gelu: return dnnl_eltwise_gelu_erf
         }
     }
@@ -31,7 +33,9 @@ public func activation(_ kind: Activation, _ x: Tensor) -> Tensor {
     let y = Tensor(shape: x.shape, desc: x.desc)
     forward.execute([(DNNL_ARG_SRC, x.storage.data), (DNNL_ARG_DST, y.storage.data)])
     guard training else { return y }
-    Autograd.record(y) { dy in
+    // What backward reads: the output for ReLU, the input for GELU (see `Activation.algorithm`).
+    let saved = kind == .relu ? (DNNL_ARG_DST, y) : (DNNL_ARG_SRC, x)
+    Autograd.record(y) { [x = x.slot] dy in
         let backward = PrimitiveCache.primitive("eltwise.\(kind).bwd\(x.shape)\(layout)") {
             var md = x.desc
             var diff = x.desc
@@ -41,7 +45,7 @@ public func activation(_ kind: Activation, _ x: Tensor) -> Tensor {
         }
         let dy = Reorder.ensure(dy, x.desc)
         let dx = Tensor(shape: x.shape, desc: x.desc)
-        backward.execute([(DNNL_ARG_SRC, x.storage.data), (DNNL_ARG_DIFF_DST, dy.storage.data), (DNNL_ARG_DIFF_SRC, dx.storage.data)])
+        backward.execute([(saved.0, saved.1.storage.data), (DNNL_ARG_DIFF_DST, dy.storage.data), (DNNL_ARG_DIFF_SRC, dx.storage.data)])
         x.accumulateGrad(dx)
     }
     return y

@@ -87,7 +87,7 @@ public func selfAttention(_ qkv: Tensor, heads h: Int, scale s: Float, attention
     permute(heads.storage.floats, [b, h, n, d], order: [0, 2, 1, 3], into: y.storage.floats)
 
     guard Autograd.needsGrad(qkv) else { return y }
-    Autograd.record(y) { dy in
+    Autograd.record(y) { [qkv = qkv.slot] dy in
         // The closure must hold the tensors themselves, not raw pointers into them (their storage would be reused).
         let (q, k, v) = (split.storage.data, split.storage.data + 4 * headSize, split.storage.data + 8 * headSize)
         let dy = dy.plain()

@@ -13,6 +13,6 @@ public func permute(_ x: Tensor, _ order: [Int]) -> Tensor {
     guard Autograd.needsGrad(x) else { return out }
     var inverse = [Int](repeating: 0, count: order.count)
     for (i, o) in order.enumerated() { inverse[o] = i }
-    Autograd.record(out) { dy in x.accumulateGrad(permute(dy, inverse)) }
+    Autograd.record(out) { [x = x.slot] dy in x.accumulateGrad(permute(dy, inverse)) }
     return out
 }

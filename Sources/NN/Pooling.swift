@@ -69,16 +69,16 @@ func pool2d(_ x: Tensor, _ algorithm: dnnl_alg_kind_t, _ g: ConvGeometry, _ name
     forward.execute(args)
 
     guard training else { return y }
-    Autograd.record(y) { dy in
+    Autograd.record(y) { [x = x.slot, yDesc = y.desc] dy in
         let backward = PrimitiveCache.primitive("pool.bwd\(shapes)") {
-            var diffSrc = x.desc, diffDst = y.desc
+            var diffSrc = x.desc, diffDst = yDesc
             var desc = dnnl_pooling_desc_t()
             dnnlCheck(dnnl_pooling_backward_desc_init(&desc, algorithm, &diffSrc, &diffDst, g.strides, kernel,
                                                       g.paddings, g.paddings),
                       "describe \(name) pooling backward \(x.shape) \(g)")
             return makePrimitiveDesc(&desc, "\(name) pooling backward \(shapes)", hint: forward.pd)
         }
-        let dy = Reorder.ensure(dy, y.desc)
+        let dy = Reorder.ensure(dy, yDesc)
         let dx = Tensor(shape: x.shape, desc: x.desc)
         var args: [(Int32, UnsafeMutableRawPointer)] = [(DNNL_ARG_DIFF_DST, dy.storage.data), (DNNL_ARG_DIFF_SRC, dx.storage.data)]
         if let workspace { args.append((DNNL_ARG_WORKSPACE, workspace.data)) }

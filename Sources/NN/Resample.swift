@@ -82,7 +82,7 @@ private func nearestOnDNNL(_ x: Tensor, size: (h: Int, w: Int)) -> Tensor {
     forward.execute([(DNNL_ARG_SRC, x.storage.data), (DNNL_ARG_DST, y.storage.data)])
 
     guard training else { return y }
-    Autograd.record(y) { dy in
+    Autograd.record(y) { [x = x.slot] dy in
         let backward = PrimitiveCache.primitive("resampling.bwd\(shapes)") {
             var diffSrc = x.desc, diffDst = forward.desc(DNNL_ARG_DST)
             var desc = dnnl_resampling_desc_t()
@@ -106,7 +106,7 @@ private func nearestGather(_ x: Tensor, size: (h: Int, w: Int)) -> Tensor {
     let y = Tensor(shape: [n, c, size.h, size.w])
     Kernels.gatherNearest(x.storage.floats, planes: n * c, inH: inH, inW: inW, iy: iy, ix: ix, into: y.storage.floats)
     guard Autograd.needsGrad(x) else { return y }
-    Autograd.record(y) { dy in
+    Autograd.record(y) { [x = x.slot] dy in
         let dy = dy.plain()
         let dx = Tensor(shape: x.shape)
         Kernels.scatterNearest(dy.storage.floats, planes: n * c, inH: inH, inW: inW, iy: iy, ix: ix, into: dx.storage.floats)
@@ -122,7 +122,7 @@ private func bilinearLoop(_ x: Tensor, size: (h: Int, w: Int)) -> Tensor {
     let y = Tensor(shape: [n, c, size.h, size.w])
     Kernels.bilinear(x.storage.floats, planes: n * c, inH: inH, inW: inW, rows: rows, cols: cols, into: y.storage.floats)
     guard Autograd.needsGrad(x) else { return y }
-    Autograd.record(y) { dy in
+    Autograd.record(y) { [x = x.slot] dy in
         let dy = dy.plain()
         let dx = Tensor(shape: x.shape)
         Kernels.bilinearBackward(dy.storage.floats, planes: n * c, inH: inH, inW: inW, rows: rows, cols: cols, into: dx.storage.floats)

@@ -30,7 +30,7 @@ public func softmax(_ x: Tensor, axis: Int = -1) -> Tensor {
     forward.execute([(DNNL_ARG_SRC, x.storage.data), (DNNL_ARG_DST, y.storage.data)])
 
     guard training else { return y }
-    Autograd.record(y) { dy in
+    Autograd.record(y) { [x = x.slot] dy in
         let backward = PrimitiveCache.primitive("softmax.bwd\(shapes)") {
             var diffSrc = x.desc, diffDst = x.desc, dst = x.desc
             var desc = dnnl_softmax_v2_desc_t()

@@ -10,10 +10,18 @@ public final class Tensor {
     public let shape: [Int]
     public let desc: dnnl_memory_desc_t
     public let storage: TensorStorage
+    /// Where this tensor's gradient accumulates (see `GradSlot`: backward closures hold the slot, not the data).
+    public let slot: GradSlot
     /// Gradient of the loss with respect to this tensor, filled by `backward()` (same shape; any layout).
-    public var grad: Tensor?
+    public var grad: Tensor? {
+        get { slot.grad }
+        set { slot.grad = newValue }
+    }
     /// Whether operations on this tensor are recorded on the tape so that gradients flow back to it.
-    public var requiresGrad: Bool
+    public var requiresGrad: Bool {
+        get { slot.requiresGrad }
+        set { slot.requiresGrad = newValue }
+    }
     /// Bumped by every in-place write (optimiser steps, loading); layout copies made by `inLayout` check it.
     public var version = 0
     private var layoutCopies: [String: (version: Int, tensor: Tensor)] = [:]
@@ -24,7 +32,7 @@ public final class Tensor {
         self.shape = shape
         self.desc = desc
         self.storage = TensorStorage(byteCount: max(MemoryDesc.byteCount(desc), 4))
-        self.requiresGrad = requiresGrad
+        self.slot = GradSlot(shape: shape, desc: desc, requiresGrad: requiresGrad)
     }
 
     /// A plain tensor with uninitialised contents.
@@ -69,7 +77,8 @@ public final class Tensor {
         if isPlain { return self }
         let out = Reorder.convert(self, to: MemoryDesc.plain(shape))
         if Autograd.needsGrad(self) {
-            Autograd.record(out) { dy in self.accumulateGrad(dy) }
+            let input = slot
+            Autograd.record(out) { dy in input.accumulateGrad(dy) }
         }
         return out
     }
@@ -88,7 +97,8 @@ public final class Tensor {
         let out = Tensor(sharing: storage, shape: newShape, desc: MemoryDesc.plain(newShape))
         if Autograd.needsGrad(self) {
             let original = shape
-            Autograd.record(out) { dy in self.accumulateGrad(dy.plain().reshaped(original)) }
+            let input = slot
+            Autograd.record(out) { dy in input.accumulateGrad(dy.plain().reshaped(original)) }
         }
         return out
     }
@@ -97,7 +107,7 @@ public final class Tensor {
         self.shape = shape
         self.desc = desc
         self.storage = storage
-        self.requiresGrad = false
+        self.slot = GradSlot(shape: shape, desc: desc, requiresGrad: false)
     }
 
     /// This tensor's values in layout `desc`, cached until the tensor changes (`version`): how plain parameters
@@ -112,16 +122,8 @@ public final class Tensor {
         return copy
     }
 
-    /// Adds `g` into `grad` (allocating it on first use), converting `g` to the layout of the existing gradient.
-    public func accumulateGrad(_ g: Tensor) {
-        precondition(g.shape == shape, "gradient of shape \(g.shape) for a tensor of shape \(shape)")
-        guard let existing = grad else {
-            grad = g
-            return
-        }
-        let addend = MemoryDesc.equal(g.desc, existing.desc) ? g : Reorder.convert(g, to: existing.desc)
-        Kernels.addInPlace(existing.storage.floats, addend.storage.floats, count: existing.storedFloatCount)
-    }
+    /// Adds `g` into `grad`; see `GradSlot.accumulateGrad`.
+    public func accumulateGrad(_ g: Tensor) { slot.accumulateGrad(g) }
 }
 
 extension Tensor: CustomStringConvertible {

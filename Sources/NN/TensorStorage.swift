@@ -49,8 +49,16 @@ public enum StoragePool {
         return (UnsafeMutableRawPointer.allocate(byteCount: b, alignment: 64), b)
     }
 
+    /// Debugging aid (`PCS_POOL_POISON=1`): released buffers are filled with NaN and never reused, so code that
+    /// reads a tensor after its last owner let go produces NaN instead of plausible stale numbers.
+    static let poison = ProcessInfo.processInfo.environment["PCS_POOL_POISON"] == "1"
+
     static func give(_ pointer: UnsafeMutableRawPointer, bucket b: Int) {
         liveBytes -= b
+        if poison {
+            pointer.initializeMemory(as: UInt8.self, repeating: 0xFF, count: b)
+            return
+        }
         if idleBytes + b > limitBytes {
             pointer.deallocate()
             return

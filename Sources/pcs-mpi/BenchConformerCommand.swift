@@ -51,6 +51,7 @@ struct BenchConformerCommand: ParsableCommand {
         }
         var usage = rusage()
         getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
-        print(String(format: "peak resident memory %.2f GiB", Double(usage.ru_maxrss) / 1048576))
+        print(String(format: "peak resident memory %.2f GiB (tensors at most %.2f GiB live)", Double(usage.ru_maxrss) / 1048576,
+                     Double(StoragePool.peakLiveBytes) / 1073741824))
     }
 }

@@ -1,0 +1,78 @@
+"""The steps `pcs-mpi bench conformer` times, in PyTorch on the same cores, with the repo's reference model.
+
+Run locally (never in CI), with the same thread count as the Swift run, one after the other on the same machine:
+    /tmp/torchvenv/bin/python scripts/bench/bench_conformer_torch.py --threads 2 --out /tmp/torch_conformer.json
+    .build/release/pcs-mpi bench conformer --threads 2 --torch /tmp/torch_conformer.json
+Step names must match Sources/PCSformer/ConformerBenchmark.swift.
+"""
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "reference"))
+import conformer  # noqa: E402
+
+
+def best(repeats, body):
+    body()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        body()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--steps", type=int, default=2)
+    p.add_argument("--out", required=True)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(1)
+    model = conformer.Conformer()
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=5e-4, eps=1e-8)
+    image = torch.rand(a.batch, 3, 512, 512) * 2 - 1
+    pair = F.interpolate(image, size=(224, 224), mode="bilinear", align_corners=False)
+    labels = (torch.rand(a.batch, 20) < 0.1).float()
+
+    def step():
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        c1, t1, _ = model(image, method=None)
+        c2, t2, _ = model(pair, method=None)
+        loss = (F.multilabel_soft_margin_loss((c1 + t1)[:, 1:], labels)
+                + F.multilabel_soft_margin_loss((c2 + t2)[:, 1:], labels)) / 2
+        loss.backward()
+        opt.step()
+
+    train = best(a.steps, step)
+    model.eval()
+    x = torch.rand(1, 3, 368, 496) * 2 - 1
+
+    def infer():
+        with torch.no_grad():
+            model(x, method="transcam")
+
+    inference = best(max(a.steps, 2), infer)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1048576
+    rows = [
+        {"what": f"PC training step 512+224, batch {a.batch}", "seconds": train, "imagesPerSecond": a.batch / train, "gflops": 0},
+        {"what": "inference 496x368 + transcam", "seconds": inference, "imagesPerSecond": 1 / inference, "gflops": 0},
+    ]
+    for r in rows:
+        print(f"{r['what']:38s} {r['seconds']:7.2f} s {r['imagesPerSecond']:7.2f} images/s")
+    print(f"peak resident memory {peak:.2f} GiB")
+    json.dump(rows, open(a.out, "w"), indent=1)
+
+
+if __name__ == "__main__":
+    main()
