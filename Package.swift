@@ -46,7 +46,7 @@ let package = Package(
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "TestSupport"]),
         .testTarget(name: "SegmentationTests", dependencies: ["Segmentation", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "PCSformerTests", dependencies: ["PCSformer", "TestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "CLITests", dependencies: ["Distributed", "Imaging", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["NN", "Distributed", "Imaging", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -15,6 +15,12 @@ struct GlobalOptions: ParsableArguments {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
     }
 
+    /// Sets the log level and the thread count, for commands that do not join an MPI world.
+    func apply() {
+        Log.level = logLevel
+        ThreadPlan.apply(requested: threads, localSize: 1)
+    }
+
     /// Sets the log level, joins the MPI world and sets the thread count; returns the world.
     func startWorld() -> Communicator {
         Log.level = logLevel
