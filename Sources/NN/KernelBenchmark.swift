@@ -23,6 +23,8 @@ public struct KernelBenchmark {
         var name: String
         /// FLOPs of one forward (0 for memory-bound layers).
         var flops: Double
+        /// Backward work relative to forward: 2 (data and weight gradients), 1 where the input needs none.
+        var backwardFactor: Double = 2
         /// Bytes one forward reads and writes (for memory-bound layers).
         var bytes: Double
         var make: () -> (forward: () -> Tensor, parameters: [Tensor])
@@ -49,7 +51,7 @@ public struct KernelBenchmark {
             let g = ConvGeometry(kernel: k, stride: stride, padding: k / 2)
             let out = g.outputSize(hw, hw)
             let flops = 2.0 * Double(n * o * out.h * out.w) * Double(c * k * k)
-            return Case(name: name, flops: flops, bytes: 0) {
+            return Case(name: name, flops: flops, bytes: 0, backwardFactor: c >= 16 ? 2 : 1) {
                 let layer = Conv2d(c, o, kernel: k, stride: stride, padding: k / 2, bias: false, rng: &rng)
                 // Inputs of inner layers arrive blocked, as they do inside the network.
                 let x = input([n, c, hw, hw])
@@ -76,6 +78,28 @@ public struct KernelBenchmark {
             fc("linear 384→1152 (qkv) ×2050", 384, 1152, tokens: tokens),
             fc("linear 384→1536 (fc1) ×2050", 384, 1536, tokens: tokens),
             fc("linear 1536→384 (fc2) ×2050", 1536, 384, tokens: tokens),
+            Case(name: "attention 6 heads × 1025 tokens", flops: 4.0 * Double(n * 6 * tokens * tokens * 64), bytes: 0) {
+                let qkv = input([n, tokens, 3 * 384])
+                return ({ selfAttention(qkv, heads: 6, scale: 0.125) }, [])
+            },
+            Case(name: "LayerNorm 2050×384", flops: 0, bytes: Double(2 * n * tokens * 384 * 4)) {
+                let norm = LayerNorm(384, eps: 1e-6)
+                let x = input([n, tokens, 384])
+                return ({ norm(x) }, norm.namedParameters("").map(\.1))
+            },
+            Case(name: "BatchNorm 64ch @128 (blocked)", flops: 0, bytes: Double(2 * n * 64 * 128 * 128 * 4)) {
+                let bn = BatchNorm2d(64, eps: 1e-6)
+                let x = input([n, 64, 128, 128])
+                let blocked = Autograd.noGrad { Conv2d(64, 64, kernel: 1, bias: false, rng: &rng)(x) }
+                blocked.requiresGrad = true
+                return ({ bn(blocked) }, bn.namedParameters("").map(\.1))
+            },
+            Case(name: "coupling: 64ch @128 → tokens (reorder)", flops: 0, bytes: Double(2 * n * 64 * 128 * 128 * 4)) {
+                let x = input([n, 64, 128, 128])
+                let blocked = Autograd.noGrad { Conv2d(64, 64, kernel: 1, bias: false, rng: &rng)(x) }
+                blocked.requiresGrad = true
+                return ({ blocked.plain() }, [])
+            },
             Case(name: "GELU 2050×1536", flops: 0, bytes: Double(2 * n * tokens * 1536 * 4)) {
                 let x = input([n, tokens, 1536])
                 return ({ gelu(x) }, [])
@@ -116,7 +140,7 @@ public struct KernelBenchmark {
             let work = computeBound ? c.flops : c.bytes
             let result = Result(layer: c.name, forwardMs: bestForward * 1e3, backwardMs: bestBackward * 1e3,
                                 forwardRate: work / bestForward / 1e9,
-                                backwardRate: (computeBound ? 2 * work : 1.5 * work) / bestBackward / 1e9,
+                                backwardRate: (computeBound ? c.backwardFactor * work : 1.5 * work) / bestBackward / 1e9,
                                 unit: computeBound ? "GFLOP/s" : "GB/s", reorders: reorders,
                                 primitiveShare: primitiveShare)
             results.append(result)

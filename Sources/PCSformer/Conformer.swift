@@ -8,10 +8,11 @@ public struct ConformerOutput {
     public var transLogits: Tensor
     /// The class activation maps, (B, C, h, w), when a CAM method was asked for (inference only).
     public var cam: Tensor?
-    /// SP network only: the (C − 1)·k-way logits of both heads, and the pooled final CNN feature (B, 1024).
+    /// SP network only: the (C − 1)·k-way logits of both heads.
     public var subConvLogits: Tensor?
     public var subTransLogits: Tensor?
-    public var pooledFeature: Tensor?
+    /// The spatial mean of the final CNN feature (B, 1024): what feature extraction (spec §6.1) clusters.
+    public var pooledFeature: Tensor
 }
 
 /// Conformer-S as PCSformer builds it (spec §2), under upstream's module tree and state-dict names.
@@ -86,11 +87,11 @@ public final class Conformer: Module {
 
         let convMap = convHead(feature)
         let classOut = slice(transNorm(tokens), axis: 1, range: 0..<1).reshaped([b, config.embedDim])
-        var output = ConformerOutput(convLogits: globalAveragePool(convMap), transLogits: transHead(classOut))
+        var output = ConformerOutput(convLogits: globalAveragePool(convMap), transLogits: transHead(classOut),
+                                     pooledFeature: globalAveragePool(feature))
         if let subConvHead, let subTransHead {
             output.subConvLogits = globalAveragePool(subConvHead(feature))
             output.subTransLogits = subTransHead(classOut)
-            output.pooledFeature = globalAveragePool(feature)
         }
         if let method, let attention {
             output.cam = Autograd.noGrad { method.apply(cam: convMap, attention: attention.sum) }

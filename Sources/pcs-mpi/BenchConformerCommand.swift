@@ -22,6 +22,9 @@ struct BenchConformerCommand: ParsableCommand {
     @Option(help: "Timed repetitions (best is reported), after one warm-up.")
     var steps: Int = 2
 
+    @Flag(help: "Only inference (scale 1 and 2), so the peak memory printed is inference's.")
+    var inferenceOnly = false
+
     @Option(help: "PyTorch results (JSON) to compare against.")
     var torch: String?
 
@@ -43,7 +46,7 @@ struct BenchConformerCommand: ParsableCommand {
         }
         let peak = SgemmPeak.measure(n: 2048, repeats: 3)
         print("bench conformer: \(model.rawValue), \(ComputeThreads.current) thread(s), sgemm peak \(String(format: "%.1f", peak)) GFLOP/s")
-        for r in ConformerBenchmark(variant: model, batch: batch, steps: steps).run() {
+        for r in ConformerBenchmark(variant: model, batch: batch, steps: steps, inferenceOnly: inferenceOnly).run() {
             var line = r.what.padding(toLength: 38, withPad: " ", startingAt: 0)
             line += String(format: " %7.2f s %7.2f images/s %7.1f GFLOP/s (%3.0f%% of sgemm)", r.seconds, r.imagesPerSecond, r.gflops, 100 * r.gflops / peak)
             if let t = torchRates[r.what] { line += String(format: "  %.2fx PyTorch", r.imagesPerSecond / t) }

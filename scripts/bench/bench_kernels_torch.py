@@ -26,6 +26,17 @@ def cases(n):
         return name, 2.0 * n * tokens * k * o, 0, (lambda: lin(x)), list(lin.parameters())
 
     tokens = 1025
+    qkv = (torch.rand(n, tokens, 3 * 384) - 0.5).requires_grad_()
+
+    def attention():
+        q, k, v = qkv.reshape(n, tokens, 3, 6, 64).permute(2, 0, 3, 1, 4)
+        a = (q @ k.transpose(-2, -1) * 0.125).softmax(dim=-1)
+        return (a @ v).transpose(1, 2).reshape(n, tokens, 384)
+
+    ln = torch.nn.LayerNorm(384, eps=1e-6)
+    x_ln = (torch.rand(n, tokens, 384) - 0.5).requires_grad_()
+    bn = torch.nn.BatchNorm2d(64, eps=1e-6)
+    x_bn = (torch.rand(n, 64, 128, 128) - 0.5).requires_grad_()
     x_gelu = (torch.rand(n, tokens, 1536) - 0.5).requires_grad_()
     x_relu = (torch.rand(n, 64, 128, 128) - 0.5).requires_grad_()
     return [
@@ -37,6 +48,9 @@ def cases(n):
         fc("linear 384→1152 (qkv) ×2050", 384, 1152, tokens),
         fc("linear 384→1536 (fc1) ×2050", 384, 1536, tokens),
         fc("linear 1536→384 (fc2) ×2050", 1536, 384, tokens),
+        ("attention 6 heads × 1025 tokens", 4.0 * n * 6 * tokens * tokens * 64, 0, attention, []),
+        ("LayerNorm 2050×384", 0, 2 * n * tokens * 384 * 4, (lambda: ln(x_ln)), list(ln.parameters())),
+        ("BatchNorm 64ch @128 (blocked)", 0, 2 * n * 64 * 128 * 128 * 4, (lambda: bn(x_bn)), list(bn.parameters())),
         ("GELU 2050×1536", 0, 2 * n * tokens * 1536 * 4, (lambda: F.gelu(x_gelu)), []),
         ("ReLU 64ch @128 (blocked)", 0, 2 * n * 64 * 128 * 128 * 4, (lambda: F.relu(x_relu)), []),
     ]
