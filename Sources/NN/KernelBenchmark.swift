@@ -23,10 +23,10 @@ public struct KernelBenchmark {
         var name: String
         /// FLOPs of one forward (0 for memory-bound layers).
         var flops: Double
-        /// Backward work relative to forward: 2 (data and weight gradients), 1 where the input needs none.
-        var backwardFactor: Double = 2
         /// Bytes one forward reads and writes (for memory-bound layers).
         var bytes: Double
+        /// Backward work relative to forward: 2 (data and weight gradients), 1 where the input needs none.
+        var backwardFactor: Double = 2
         var make: () -> (forward: () -> Tensor, parameters: [Tensor])
     }
 
