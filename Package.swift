@@ -16,6 +16,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
     ],
     targets: [
         systemLibrary("CMPI", pkgConfig: "ompi-c", apt: "libopenmpi-dev"),
@@ -27,7 +28,7 @@ let package = Package(
 
         .target(name: "NN", dependencies: ["CDNNL", "COpenBLAS", "CHDF5"]),
         .target(name: "Imaging", dependencies: ["NN", "CPNG", "CJPEG"]),
-        .target(name: "Distributed", dependencies: ["NN", "CMPI", "CHDF5"]),
+        .target(name: "Distributed", dependencies: ["NN", "CMPI", "CHDF5", .product(name: "Yams", package: "Yams")]),
         .target(name: "Segmentation", dependencies: ["NN", "Imaging", "Distributed"]),
         .target(name: "PCSformer", dependencies: ["NN", "Imaging", "Distributed", "Segmentation"]),
         .executableTarget(
@@ -38,7 +39,7 @@ let package = Package(
             ]),
 
         // A program that runs the collective checks on every rank; the DistributedTests launch it under `mpirun -n 2`.
-        .executableTarget(name: "mpi-checks", dependencies: ["Distributed"], path: "Tests/MPIChecks"),
+        .executableTarget(name: "mpi-checks", dependencies: ["Distributed", "NN"], path: "Tests/MPIChecks"),
 
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"], exclude: ["Fixtures"]),

@@ -29,9 +29,22 @@ public enum Autograd {
         return try body()
     }
 
-    /// Whether an op on `inputs` must record: recording is on and some input requires a gradient.
-    public static func needsGrad(_ inputs: Tensor?...) -> Bool {
-        isRecording && inputs.contains { $0?.requiresGrad == true }
+    /// Whether an op on `inputs` must record: recording is on and some input requires a gradient. Every op asks
+    /// this once, right before it records, so it also counts the gradient each such input will receive
+    /// (`GradSlot.pendingUses`, which tells the gradient reducer when a parameter's gradient is complete).
+    public static func needsGrad(_ inputs: Tensor?...) -> Bool { needsGrad(inputs) }
+
+    /// `needsGrad` over an array of inputs.
+    public static func needsGrad(_ inputs: [Tensor?]) -> Bool {
+        guard isRecording, inputs.contains(where: { $0?.requiresGrad == true }) else { return false }
+        countUses(inputs)
+        return true
+    }
+
+    /// Counts one gradient delivery for each input that requires a gradient; for an op that decides on its own
+    /// whether to record (BatchNorm: frozen mode gives its weights nothing) and calls this when it does.
+    public static func countUses(_ inputs: [Tensor?]) {
+        for case let input? in inputs where input.requiresGrad { input.slot.pendingUses += 1 }
     }
 
     /// Records that `output` was computed; `backward` receives the output's gradient.

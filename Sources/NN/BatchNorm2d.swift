@@ -106,6 +106,7 @@ public final class BatchNorm2d {
         if batchStatistics { updateRunningStatistics(mean: mean, variance: variance, count: n) }
 
         guard record else { return y }
+        Autograd.countUses([x, affineGrads ? weight : nil, affineGrads ? bias : nil])
         Autograd.record(y) { dy in
             // Always the full backward (frozen mode drops dγ, dβ, one cheap reduction): oneDNN 2.6.3 has no
             // `backward_data` implementation with a scale. The shift goes in although backward does

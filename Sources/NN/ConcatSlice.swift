@@ -26,7 +26,7 @@ public func concat(_ xs: [Tensor], axis: Int) -> Tensor {
                             strides: yStrides, shape: x.shape)
         offset += x.shape[a]
     }
-    guard anyNeedsGrad(plains) else { return y }
+    guard Autograd.needsGrad(plains) else { return y }
     Autograd.record(y) { [inputs = plains.map(\.slot)] dy in
         let dy = dy.plain()
         var offset = 0
@@ -73,9 +73,4 @@ private func sliceCopy(_ x: Tensor, axis a: Int, range: Range<Int>) -> Tensor {
     Kernels.copyStrided(x.storage.floats + range.lowerBound * strides[a], strides: strides, y.storage.floats,
                         strides: Kernels.strides(yShape), shape: yShape)
     return y
-}
-
-/// Whether an op on `inputs` must record (`Autograd.needsGrad` over an array).
-private func anyNeedsGrad(_ inputs: [Tensor]) -> Bool {
-    Autograd.isRecording && inputs.contains { $0.requiresGrad }
 }

@@ -15,6 +15,11 @@ public final class GradSlot {
     public let desc: dnnl_memory_desc_t
     public var grad: Tensor?
     public var requiresGrad: Bool
+    /// Backward closures recorded since the last reset that will deliver a gradient here (counted by
+    /// `Autograd.needsGrad`); when the count returns to zero the gradient is complete and `onGradientReady` fires.
+    /// This is how the gradient reducer learns, during backward, that a parameter's gradient can be sent.
+    public var pendingUses = 0
+    public var onGradientReady: (() -> Void)?
 
     init(shape: [Int], desc: dnnl_memory_desc_t, requiresGrad: Bool) {
         self.shape = shape
@@ -25,11 +30,15 @@ public final class GradSlot {
     /// Adds `g` into `grad` (allocating it on first use), converting `g` to the layout of the existing gradient.
     public func accumulateGrad(_ g: Tensor) {
         precondition(g.shape == shape, "gradient of shape \(g.shape) for a tensor of shape \(shape)")
-        guard let existing = grad else {
+        if let existing = grad {
+            let addend = MemoryDesc.equal(g.desc, existing.desc) ? g : Reorder.convert(g, to: existing.desc)
+            Kernels.addInPlace(existing.storage.floats, addend.storage.floats, count: existing.storedFloatCount)
+        } else {
             grad = g
-            return
         }
-        let addend = MemoryDesc.equal(g.desc, existing.desc) ? g : Reorder.convert(g, to: existing.desc)
-        Kernels.addInPlace(existing.storage.floats, addend.storage.floats, count: existing.storedFloatCount)
+        if pendingUses > 0 {
+            pendingUses -= 1
+            if pendingUses == 0 { onGradientReady?() }
+        }
     }
 }

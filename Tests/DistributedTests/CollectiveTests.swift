@@ -34,3 +34,14 @@ final class CollectiveTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(ThreadPlan.allowedCores, 1)
     }
 }
+
+/// The gradient reducer under `mpirun -n 2` (checks in Tests/MPIChecks/ReducerCheck.swift).
+final class GradientReducerTests: XCTestCase {
+    func testTwoRanksOfOneImageEqualOneRankOfTwo() throws {
+        let result = try TestSupport.mpirun(2, "mpi-checks", ["reducer"], timeout: 120)
+        XCTAssertFalse(result.timedOut)
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        XCTAssertTrue(result.stdout.contains("rank 0: 10 reducer checks passed, 0 failed"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("rank 1: 10 reducer checks passed, 0 failed"), result.stdout)
+    }
+}

@@ -24,6 +24,15 @@ if arguments.first == "abort" {
     exit(0)
 }
 
+if arguments.first == "reducer" {
+    var failures: [String] = []
+    var passed = 0
+    reducerChecks(world) { ok, what in if ok { passed += 1 } else { failures.append(what) } }
+    let failedAnywhere = world.allreduce(Int64(failures.count))
+    print("rank \(world.rank): \(passed) reducer checks passed, \(failures.count) failed\(failures.isEmpty ? "" : ": " + failures.joined(separator: "; "))")
+    exit(failedAnywhere == 0 ? 0 : 1)
+}
+
 let expectedSize = arguments.first.flatMap { Int($0) } ?? world.size
 var passed = 0
 var failures: [String] = []
