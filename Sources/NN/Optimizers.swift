@@ -42,8 +42,8 @@ public final class AdamW {
     public let beta1: Float, beta2: Float, eps: Float
     public var schedule: LearningRateSchedule
     /// Optimiser steps taken.
-    public private(set) var iteration = 0
-    private var state: [ObjectIdentifier: (m: [Float], v: [Float], steps: Int)] = [:]
+    public internal(set) var iteration = 0
+    var state: [ObjectIdentifier: (m: [Float], v: [Float], steps: Int)] = [:]
 
     public init(_ groups: [ParameterGroup], beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8, schedule: LearningRateSchedule = .constant) {
         self.groups = groups

@@ -45,3 +45,22 @@ final class GradientReducerTests: XCTestCase {
         XCTAssertTrue(result.stdout.contains("rank 1: 10 reducer checks passed, 0 failed"), result.stdout)
     }
 }
+
+/// The training loop on 1 and 2 ranks (checks in Tests/MPIChecks/TrainLoopCheck.swift): resume gives the same
+/// losses step for step, a NaN loss stops with the step named, a signal writes a checkpoint and stops.
+final class TrainLoopTests: XCTestCase {
+    func testOnOneRank() throws {
+        let dir = try TestSupport.scratchDirectory()
+        let result = try TestSupport.run(TestSupport.binary("mpi-checks"), ["trainloop", dir.path], timeout: 300)
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        XCTAssertTrue(result.stdout.contains("rank 0: 6 train-loop checks passed, 0 failed"), result.stdout)
+    }
+
+    func testOnTwoRanks() throws {
+        let dir = try TestSupport.scratchDirectory()
+        let result = try TestSupport.mpirun(2, "mpi-checks", ["trainloop", dir.path], timeout: 300)
+        XCTAssertFalse(result.timedOut)
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        XCTAssertTrue(result.stdout.contains("rank 1: 6 train-loop checks passed, 0 failed"), result.stdout)
+    }
+}

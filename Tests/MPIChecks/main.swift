@@ -33,6 +33,20 @@ if arguments.first == "reducer" {
     exit(failedAnywhere == 0 ? 0 : 1)
 }
 
+if arguments.first == "trainloop" {
+    var failures: [String] = []
+    var passed = 0
+    let directory = URL(fileURLWithPath: arguments.dropFirst().first ?? "/tmp/pcs-mpi-trainloop")
+    do {
+        try trainLoopChecks(world, directory: directory) { ok, what in if ok { passed += 1 } else { failures.append(what) } }
+    } catch {
+        failures.append("unexpected error: \(error)")
+    }
+    let failedAnywhere = world.allreduce(Int64(failures.count))
+    print("rank \(world.rank): \(passed) train-loop checks passed, \(failures.count) failed\(failures.isEmpty ? "" : ": " + failures.joined(separator: "; "))")
+    exit(failedAnywhere == 0 ? 0 : 1)
+}
+
 let expectedSize = arguments.first.flatMap { Int($0) } ?? world.size
 var passed = 0
 var failures: [String] = []
