@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the generated synthetic dataset under `mpirun -n 2`: installs what is missing, builds in
-# release mode, generates the dataset and packs it into HDF5 shards. Later stages join as they are built.
+# release mode, generates the dataset, packs it into HDF5 shards and trains the PC network (tiny configuration)
+# from random weights. Later stages (CAM inference, evaluation, SP, ...) join as they are built.
 # Outputs go to ${RUN_DIR:-runs/demo}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,4 +16,6 @@ for split in train val; do
   "${mpi[@]}" "$bin" ingest voc --root "$run/synth" --split "$run/synth/ImageSets/Segmentation/$split.txt" \
     --out "$run/shards" --shards 4 </dev/null
 done
-echo "demo: dataset in $run/synth, shards in $run/shards"
+"${mpi[@]}" "$bin" train-pc --data "$run/shards" --split train --out "$run/train-pc" --model tiny-pc \
+  --epochs ${EPOCHS:-6} --batch 8 --crop 128 --pair 64 --resize-long 128:192 --lr 5e-4 --resume auto </dev/null
+echo "demo: dataset in $run/synth, shards in $run/shards, PC checkpoints and metrics in $run/train-pc"

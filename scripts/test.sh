@@ -10,13 +10,19 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 swift test --skip-build --disable-swift-testing "$@" 2>&1 | tee "$log" || status=$?
-# One plain closing line with the totals of the whole run.
-summary=$(grep -E "^[[:space:]]*Executed [0-9]+ tests?, with [0-9]+ failures?" "$log" | tail -n 1 || true)
+# One plain closing line with the totals of the whole run (XCTest's last "Executed" line is the grand total;
+# skipped tests, if any, are counted apart and never as passed).
+summary=$(grep -E "^[[:space:]]*Executed [0-9]+ tests?, with ([0-9]+ tests? skipped and )?[0-9]+ failures?" "$log" | tail -n 1 || true)
 executed=$(echo "$summary" | sed -E 's/.*Executed ([0-9]+) tests?.*/\1/')
-failed=$(echo "$summary" | sed -E 's/.*with ([0-9]+) failures?.*/\1/')
+failed=$(echo "$summary" | sed -E 's/.* ([0-9]+) failures?.*/\1/')
+skipped=$(echo "$summary" | grep -oE "[0-9]+ tests? skipped" | grep -oE "^[0-9]+" || echo 0)
 if [ -z "$summary" ] || [ "$executed" -eq 0 ]; then
   echo "tests: no test was executed" >&2
   exit 1
 fi
-echo "tests: $((executed - failed)) passed, $failed failed"
+if [ "$skipped" -gt 0 ]; then
+  echo "tests: $((executed - failed - skipped)) passed, $failed failed, $skipped skipped"
+else
+  echo "tests: $((executed - failed)) passed, $failed failed"
+fi
 exit $status

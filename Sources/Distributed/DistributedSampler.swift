@@ -1,3 +1,4 @@
+import Foundation
 import NN
 
 /// Which images each rank trains on, batch by batch.
@@ -23,8 +24,9 @@ public struct DistributedSampler: Codable, Equatable, Sendable {
         }
     }
 
-    public struct ConfigurationError: Error, CustomStringConvertible {
+    public struct ConfigurationError: Error, CustomStringConvertible, LocalizedError {
         public let description: String
+        public var errorDescription: String? { description }
     }
 
     public init(datasetSize: Int, globalBatch: Int, rank: Int, worldSize: Int, seed: UInt64) throws {

@@ -151,7 +151,8 @@ public final class TrainLoop<Stage: TrainingStage> {
                 Log.info("train: stop requested; checkpoint \(url.lastPathComponent) written at step \(step); resume with --resume auto")
                 return .preempted(checkpoint: url)
             }
-            if position.batch == 0, config.writesCheckpoint(afterEpoch: position.epoch - 1) {
+            // The final epoch always ends with a checkpoint, whatever the rule, so every run leaves its model.
+            if position.batch == 0, config.writesCheckpoint(afterEpoch: position.epoch - 1) || position.epoch == config.epochs {
                 loader.drain() // HDF5 is not thread-safe: the next batch's reads finish before the checkpoint is written
                 try checkpoint(step: step, position: position, random: augmentation, optimizer: optimizer, names: names)
             }

@@ -69,9 +69,15 @@ public func crossEntropyLoss(_ logits: Tensor, labels: [Int32], ignoreIndex: Int
             counted += 1
         }
     }
+    // zp and pp are raw pointers: keep their tensors alive until the loop above is done (ARC may release a
+    // tensor after its last use by name, which is where the pointer was taken).
+    withExtendedLifetime((z, probabilities)) {}
     let loss = Tensor([counted > 0 ? Float(total / Double(counted)) : 0], shape: [1])
     guard Autograd.needsGrad(logits), counted > 0 else { return loss }
-    Autograd.record(loss) { dLoss in
+    // The closure must own `probabilities` (not just its pointer `pp`): once the tensor is released its buffer
+    // goes back to StoragePool and the next allocation of that size (the seed gradient, `dz`, …) would overwrite it.
+    Autograd.record(loss) { [probabilities] dLoss in
+        let pp = probabilities.storage.floats
         let scale = dLoss.plain().storage.floats[0] / Float(counted)
         let dz = Tensor(shape: z.shape)
         let dp = dz.storage.floats

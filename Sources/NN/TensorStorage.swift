@@ -25,6 +25,8 @@ public final class TensorStorage {
 /// activations at the end of backward and needs them again at the next forward; returning them to the system
 /// would make the kernel zero every page again (measured: a quarter of a Conformer step's time).
 public enum StoragePool {
+    /// Buffers are taken and given back from any thread (a background batch loader may build tensors too).
+    private static let lock = NSLock()
     nonisolated(unsafe) private static var free: [Int: [UnsafeMutableRawPointer]] = [:]
     nonisolated(unsafe) private static var idleBytes = 0
     nonisolated(unsafe) public static var limitBytes = Int(ProcessInfo.processInfo.physicalMemory / 2)
@@ -39,6 +41,8 @@ public enum StoragePool {
 
     static func take(_ byteCount: Int) -> (UnsafeMutableRawPointer, Int) {
         let b = bucket(for: byteCount)
+        lock.lock()
+        defer { lock.unlock() }
         liveBytes += b
         peakLiveBytes = max(peakLiveBytes, liveBytes)
         if var list = free[b], let pointer = list.popLast() {
@@ -54,6 +58,8 @@ public enum StoragePool {
     static let poison = ProcessInfo.processInfo.environment["PCS_POOL_POISON"] == "1"
 
     static func give(_ pointer: UnsafeMutableRawPointer, bucket b: Int) {
+        lock.lock()
+        defer { lock.unlock() }
         liveBytes -= b
         if poison {
             pointer.initializeMemory(as: UInt8.self, repeating: 0xFF, count: b)
@@ -69,6 +75,8 @@ public enum StoragePool {
 
     /// Returns every idle buffer to the system.
     public static func trim() {
+        lock.lock()
+        defer { lock.unlock() }
         for (_, list) in free { for p in list { p.deallocate() } }
         free.removeAll()
         idleBytes = 0

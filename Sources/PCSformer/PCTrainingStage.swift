@@ -1,0 +1,63 @@
+import Distributed
+import Foundation
+import Imaging
+import NN
+
+/// The PC stage (spec §3): each image is augmented (§3.2) into a crop and its bilinear pair (§3.3); both go
+/// through the network in training mode; the loss is the mean of the two multilabel soft margin losses (§3.4).
+/// The loop (`TrainLoop`) does the rest.
+public final class PCTrainingStage: TrainingStage {
+    public let conformer: Conformer
+    public let dataset: ShardedDataset
+    public let augmentation: PCTrainAugmentation
+
+    /// One rank's batch: crops (n, 3, S, S) and pairs (n, 3, P, P) as flat CHW floats, labels (n, C − 1).
+    public struct Batch {
+        public var images: [Float]
+        public var pairs: [Float]
+        public var labels: [Float]
+        public var count: Int
+    }
+
+    public init(conformer: Conformer, dataset: ShardedDataset, augmentation: PCTrainAugmentation) throws {
+        let classes = dataset.classNames.count
+        guard classes + 1 == conformer.config.numClasses else {
+            throw FileError(path: dataset.directory.path, what: "the dataset has \(classes) classes; the model expects \(conformer.config.numClasses - 1) (plus background)")
+        }
+        self.conformer = conformer
+        self.dataset = dataset
+        self.augmentation = augmentation
+    }
+
+    public var model: Module { conformer }
+    public var datasetSize: Int { dataset.count }
+    public var sharedBuffers: [Tensor] { conformer.batchNorms.flatMap { [$0.runningMean, $0.runningVar] } }
+    public var modelRandom: SeededRandom {
+        get { conformer.rng }
+        set { conformer.rng = newValue }
+    }
+
+    public func loadBatch(_ indices: [Int], random: inout SeededRandom) throws -> Batch {
+        var batch = Batch(images: [], pairs: [], labels: [], count: indices.count)
+        for i in indices {
+            let id = dataset.ids[i]
+            let record = try dataset.record(id)
+            let image = try ImageFile.decodeRGB(record.image, name: "\(dataset.index.name)/\(id)")
+            let (crop, pair) = augmentation.apply(image, rng: &random)
+            batch.images += crop
+            batch.pairs += pair
+            batch.labels += record.label
+        }
+        return batch
+    }
+
+    public func loss(_ batch: Batch) -> Tensor {
+        let (n, s, p) = (batch.count, augmentation.crop.size, augmentation.pairSize)
+        let labels = Tensor(batch.labels, shape: [n, conformer.config.numClasses - 1])
+        func loss(_ pixels: [Float], side: Int) -> Tensor {
+            let out = conformer(Tensor(pixels, shape: [n, 3, side, side]), training: true)
+            return PCSformerLoss.classification(convLogits: out.convLogits, transLogits: out.transLogits, labels: labels)
+        }
+        return scale(add(loss(batch.images, side: s), loss(batch.pairs, side: p)), 0.5)
+    }
+}
