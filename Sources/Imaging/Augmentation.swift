@@ -208,31 +208,14 @@ public struct RandomCrop: Equatable, Sendable {
 }
 
 /// §3.3: the crop resized to pairSize² with PyTorch's bilinear, align_corners=False, no antialias — the arithmetic of
-/// `NN.interpolate(_:size:mode: .bilinear)` (`Kernels.bilinear` on the same taps, see `bilinearTaps` in
-/// NN/Resample.swift), run on plain arrays so it allocates no `Tensor`: augmentation runs on the batch loader's
-/// queue, and `StoragePool` is not thread-safe. A test checks it is bit-identical to `interpolate`.
+/// `NN.interpolate(_:size:mode: .bilinear)` (`Kernels.bilinear` on the same `bilinearTaps`), run on plain arrays:
+/// augmentation runs on the batch loader's queue, which has no use for autograd. A test checks it is bit-identical
+/// to `interpolate`.
 public enum PairResize {
-    /// PyTorch's taps along one axis: c = max(fma(s, o + ½, −½), 0) with s = Float(in)/Float(out),
-    /// i₀ = min(⌊c⌋, in − 1), i₁ = i₀ + [i₀ < in − 1], l₁ = clamp(c − i₀, 0, 1), l₀ = 1 − l₁; equal sizes copy.
-    static func taps(input: Int, output: Int) -> (i0: [Int], i1: [Int], l0: [Float], l1: [Float]) {
-        if input == output {
-            return (Array(0..<output), Array(0..<output), .init(repeating: 1, count: output), .init(repeating: 0, count: output))
-        }
-        let scale = Float(input) / Float(output)
-        var taps: (i0: [Int], i1: [Int], l0: [Float], l1: [Float]) = ([], [], [], [])
-        for o in 0..<output {
-            let c = max((-0.5 as Float).addingProduct(scale, Float(o) + 0.5), 0)
-            let i0 = min(Int(c.rounded(.down)), input - 1)
-            let l1 = min(max(c - Float(i0), 0), 1)
-            taps.i0.append(i0); taps.i1.append(i0 + (i0 < input - 1 ? 1 : 0)); taps.l0.append(1 - l1); taps.l1.append(l1)
-        }
-        return taps
-    }
-
     /// `values`: channels × size × size (CHW); returns channels × target × target.
     public static func apply(_ values: [Float], channels: Int, size: Int, to target: Int) -> [Float] {
         precondition(values.count == channels * size * size, "PairResize: \(values.count) values for \(channels)x\(size)²")
-        let t = taps(input: size, output: target)
+        let t = bilinearTaps(input: size, output: target)
         var out = [Float](repeating: 0, count: channels * target * target)
         values.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in

@@ -1,4 +1,5 @@
 import Foundation
+import NN
 
 /// An 8-bit image in row-major, interleaved (HWC) order: 3 channels for RGB, 1 for grey or label indices.
 public struct PixelImage: Equatable, Sendable {
@@ -23,15 +24,13 @@ public struct PixelImage: Equatable, Sendable {
 }
 
 /// A failure to read or write an image, naming the file (or the id the bytes belong to). One line, for users.
-public struct ImageCodecError: Error, CustomStringConvertible, LocalizedError {
+public struct ImageCodecError: FileProblem {
     public let file: String
     public let what: String
     public init(file: String, what: String) {
         self.file = file
         self.what = what
     }
-    public var description: String { "\(file): \(what)" }
-    public var errorDescription: String? { description }
 }
 
 /// What an encoded file holds, judged by its first bytes rather than its name.

@@ -29,13 +29,24 @@ public enum AtomicFile {
 }
 
 /// A file-system error naming the file, one line.
-public struct FileError: Error, CustomStringConvertible, LocalizedError {
+public struct FileError: FileProblem {
     public let path: String
     public let what: String
     public init(path: String, what: String) {
         self.path = path
         self.what = what
     }
-    public var description: String { "\(path): \(what)" }
+    public var file: String { path }
+}
+
+/// An error about one file. Every error a user sees is one line, "FILE: what"; the types differ (HDF5, image,
+/// checkpoint, plain file) only so callers can catch one kind.
+public protocol FileProblem: Error, CustomStringConvertible, LocalizedError {
+    var file: String { get }
+    var what: String { get }
+}
+
+extension FileProblem {
+    public var description: String { "\(file): \(what)" }
     public var errorDescription: String? { description }
 }

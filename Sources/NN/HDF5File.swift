@@ -2,15 +2,13 @@ import CHDF5
 import Foundation
 
 /// An error from an HDF5 file, naming the file and what could not be done. One line, for users.
-public struct HDF5Error: Error, CustomStringConvertible, LocalizedError {
+public struct HDF5Error: FileProblem {
     public let file: String
     public let what: String
     public init(file: String, what: String) {
         self.file = file
         self.what = what
     }
-    public var description: String { "\(file): \(what)" }
-    public var errorDescription: String? { description }
 }
 
 /// Numbers HDF5 stores natively.

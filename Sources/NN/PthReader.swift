@@ -1,15 +1,13 @@
 import Foundation
 
 /// An error reading a PyTorch checkpoint (or matching a state dict against a model), naming the file. One line.
-public struct CheckpointError: Error, CustomStringConvertible, LocalizedError {
+public struct CheckpointError: FileProblem {
     public let file: String
     public let what: String
     public init(file: String, what: String) {
         self.file = file
         self.what = what
     }
-    public var description: String { "\(file): \(what)" }
-    public var errorDescription: String? { description }
 }
 
 /// What a `.pth` file holds, as a small tree. Tensors are materialised as contiguous row-major `StateTensor`s

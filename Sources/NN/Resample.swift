@@ -42,7 +42,7 @@ public func interpolate(_ x: Tensor, size: (h: Int, w: Int), mode: Interpolation
 /// PyTorch's bilinear taps along one axis: for each output index o, c = max(fma(s, o + ½, −½), 0) with s = in/out
 /// in Float, i₀ = min(⌊c⌋, in − 1), i₁ = i₀ + [i₀ < in − 1], l₁ = clamp(c − i₀, 0, 1), l₀ = 1 − l₁ (equal sizes
 /// copy: i₀ = i₁ = o, l₀ = 1).
-func bilinearTaps(input: Int, output: Int) -> (i0: [Int], i1: [Int], l0: [Float], l1: [Float]) {
+public func bilinearTaps(input: Int, output: Int) -> (i0: [Int], i1: [Int], l0: [Float], l1: [Float]) {
     if input == output { return (Array(0..<output), Array(0..<output), .init(repeating: 1, count: output), .init(repeating: 0, count: output)) }
     let scale = Float(input) / Float(output)
     var taps: (i0: [Int], i1: [Int], l0: [Float], l1: [Float]) = ([], [], [], [])
