@@ -89,27 +89,10 @@ public struct IOBenchmark {
     }
 
     private func timeIngest(root: URL, out: URL, ranks: Int) throws -> Double {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["mpirun", "-n", "\(ranks)", "--oversubscribe", "--bind-to", "none", executable,
-                             "ingest", "voc", "--root", root.path, "--split", root.appendingPathComponent("ImageSets/Segmentation/train.txt").path,
-                             "--out", out.path, "--shards", "8", "--threads", "1", "--log-level", "warning"]
-        // This process is itself an MPI singleton: the variables Open MPI set for it would confuse a new mpirun.
-        var environment = ProcessInfo.processInfo.environment.filter { key, _ in
-            !(key.hasPrefix("OMPI_") || key.hasPrefix("PMIX_") || key.hasPrefix("OPAL_") || key.hasPrefix("ORTE_"))
-        }
-        if getuid() == 0 {
-            environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
-            environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
-        }
-        process.environment = environment
-        process.standardInput = FileHandle.nullDevice
         let start = Date()
-        try process.run()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw FileError(path: executable, what: "ingest under mpirun -n \(ranks) exited with status \(process.terminationStatus)")
-        }
+        try MPILauncher.run(executable, ranks: ranks, arguments: [
+            "ingest", "voc", "--root", root.path, "--split", root.appendingPathComponent("ImageSets/Segmentation/train.txt").path,
+            "--out", out.path, "--shards", "8", "--threads", "1", "--log-level", "warning"])
         return Date().timeIntervalSince(start)
     }
 

@@ -35,7 +35,7 @@ struct BenchIOCommand: ParsableCommand {
         let scratch = dir.map { URL(fileURLWithPath: $0) }
             ?? FileManager.default.temporaryDirectory.appendingPathComponent("pcs-mpi-bench-io-\(getpid())")
         defer { if dir == nil { try? FileManager.default.removeItem(at: scratch) } }
-        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        let executable = MPILauncher.currentExecutable
         let peak = SgemmPeak.measure()
         let bench = IOBenchmark(images: images, width: parts[0], height: parts[1], directory: scratch, executable: executable)
         let rows = try bench.run(world: world)

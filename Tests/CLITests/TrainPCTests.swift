@@ -85,4 +85,34 @@ final class TrainPCTests: XCTestCase {
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssertTrue(resumed.stdout.contains("resume: step \(stoppedAt)"), resumed.stdout)
     }
+
+    /// Settings from a YAML file, a flag overriding one of them, the resolved settings saved beside the run.
+    func testConfigFileAndFlagOverride() throws {
+        let dir = try TestSupport.scratchDirectory()
+        let shards = try makeShards(dir)
+        let run = dir.appendingPathComponent("run")
+        let yaml = dir.appendingPathComponent("pc.yaml")
+        try """
+        data: \(shards.path)
+        out: \(run.path)
+        model: tiny-pc
+        epochs: 1
+        batch: 4
+        crop: 64
+        pair: 32
+        resize-long: "64:96"
+        lr: 0.001
+        """.write(to: yaml, atomically: true, encoding: .utf8)
+        let result = try TestSupport.mpirun(2, "pcs-mpi", ["train-pc", "--config", yaml.path, "--epochs", "2"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let lines = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.count, 8, "the flag's 2 epochs win over the file's 1")
+        let saved = try String(contentsOf: run.appendingPathComponent("config.yaml"), encoding: .utf8)
+        XCTAssertTrue(saved.contains("epochs: 2") && saved.contains("model: \"tiny-pc\"") && saved.contains("crop: 64"), saved)
+
+        try "data: \(shards.path)\nout: \(run.path)\nlrr: 1\n".write(to: yaml, atomically: true, encoding: .utf8)
+        let unknown = try TestSupport.pcsMPI(["train-pc", "--config", yaml.path])
+        XCTAssertNotEqual(unknown.status, 0)
+        XCTAssertTrue(unknown.stderr.contains("pc.yaml") && unknown.stderr.contains("lrr"), unknown.stderr)
+    }
 }

@@ -1,0 +1,97 @@
+import ArgumentParser
+import Distributed
+import Foundation
+import NN
+import Segmentation
+
+struct BenchTrainCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train",
+        abstract: "Training throughput at 1 rank × N threads and N ranks × 1 thread (through mpirun), with communication share.",
+        discussion: """
+        Generates a synthetic dataset (500x375 images), then runs `train-pc` under `mpirun -n R --threads T` for \
+        each layout in --layouts and reads its metrics.jsonl: images/s (steps after the first), the share of step \
+        time spent waiting for gradient communication that backward did not hide, and the scaling efficiency \
+        relative to the first layout (same cores, different split). Run it as one process, from a release build.
+        """)
+
+    @Option(help: "Training stage (pc).")
+    var stage: String = "pc"
+
+    @Option(help: "Network: pc or tiny-pc.")
+    var model: String = "pc"
+
+    @Option(help: "Layouts as RANKSxTHREADS, comma-separated.")
+    var layouts: String = "1x2,2x1"
+
+    @Option(help: "Global batch (a multiple of every layout's rank count).")
+    var batch: Int = 2
+
+    @Option(help: "Steps per layout (the first is not timed).")
+    var steps: Int = 3
+
+    @Option(help: "Crop and pair sides.")
+    var crop: Int = 512
+    @Option(help: "Side of the cross-scale pair.")
+    var pair: Int = 224
+
+    @Option(help: "Scratch folder (default: a new temporary folder, removed afterwards).")
+    var dir: String?
+
+    @OptionGroup var global: GlobalOptions
+
+    var parsedLayouts: [(ranks: Int, threads: Int)] {
+        layouts.split(separator: ",").compactMap { item in
+            let p = item.split(separator: "x").compactMap { Int($0) }
+            return p.count == 2 && p[0] > 0 && p[1] > 0 ? (p[0], p[1]) : nil
+        }
+    }
+
+    func validate() throws {
+        guard stage == "pc" else { throw ValidationError("--stage: only pc exists so far; got '\(stage)'") }
+        guard !parsedLayouts.isEmpty, parsedLayouts.count == layouts.split(separator: ",").count else {
+            throw ValidationError("--layouts must be RANKSxTHREADS[,…], e.g. 1x2,2x1; got '\(layouts)'")
+        }
+        guard steps >= 2 else { throw ValidationError("--steps must be at least 2 (the first is not timed)") }
+        if let bad = parsedLayouts.first(where: { batch % $0.ranks != 0 }) {
+            throw ValidationError("--batch \(batch) does not split over \(bad.ranks) ranks")
+        }
+    }
+
+    func run() throws {
+        let world = global.startWorld()
+        guard world.size == 1 else { throw ValidationError("bench train launches mpirun itself; run it without mpirun") }
+        let scratch = dir.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory.appendingPathComponent("pcs-mpi-bench-train-\(getpid())")
+        defer { if dir == nil { try? FileManager.default.removeItem(at: scratch) } }
+        let synth = scratch.appendingPathComponent("synth"), shards = scratch.appendingPathComponent("shards")
+        try SyntheticDatasetWriter(config: SyntheticConfig(width: 500, height: 375, classes: 20, seed: 5), images: 4 * batch * steps, valFraction: 0)
+            .write(to: synth, world: world)
+        let ingest = DatasetIngest(name: "train", directory: shards, shardCount: 4, classNames: SyntheticScene.classNames(count: 20))
+        let source = try VOCIngestSource(root: synth, list: synth.appendingPathComponent("ImageSets/Segmentation/train.txt"), masks: nil, saliency: nil)
+        _ = try ingest.run(count: source.ids.count, world: world, makeRecord: source.record)
+
+        let executable = MPILauncher.currentExecutable
+        print("bench train: stage \(stage), model \(model), global batch \(batch), crop \(crop)/\(pair), \(steps - 1) timed steps")
+        print("layout        images/s   step s   exposed comm   efficiency")
+        var baseline: Double?
+        for (ranks, threads) in parsedLayouts {
+            let run = scratch.appendingPathComponent("run-\(ranks)x\(threads)")
+            try MPILauncher.run(executable, ranks: ranks, arguments: ["train-pc", "--data", shards.path, "--out", run.path, "--model", model,
+                                                               "--batch", "\(batch)", "--crop", "\(crop)", "--pair", "\(pair)",
+                                                               "--epochs", "1000", "--max-steps", "\(steps)", "--threads", "\(threads)",
+                                                               "--log-level", "warning"])
+            let rows = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+                .split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            let timed = rows.dropFirst()
+            let rates = timed.compactMap { $0["images_per_second"] as? Double }
+            let exposed = timed.compactMap { $0["exposed_communication_s"] as? Double }
+            guard !rates.isEmpty else { throw ValidationError("no timed steps in \(run.path)/metrics.jsonl") }
+            let rate = rates.reduce(0, +) / Double(rates.count)
+            let stepSeconds = Double(batch) / rate
+            let commShare = exposed.reduce(0, +) / Double(max(exposed.count, 1)) / stepSeconds
+            let efficiency = baseline.map { rate / $0 } ?? 1
+            if baseline == nil { baseline = rate }
+            print(String(format: "%2d rank × %d thr %8.3f %8.2f %11.1f%% %11.0f%%", ranks, threads, rate, stepSeconds, 100 * commShare, 100 * efficiency))
+        }
+    }
+}
