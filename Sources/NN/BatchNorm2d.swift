@@ -40,6 +40,9 @@ public final class BatchNorm2d {
     public let eps: Float
     public let momentum: Float
     public var mode: BatchNormMode = .training
+    /// Synchronised BatchNorm (`--sync-bn`): when set, training mode normalises with statistics over every rank's
+    /// batch. The closure sums a vector over the ranks (an allreduce); see `SynchronizedStatistics.swift`.
+    public var statisticsReducer: ((inout [Double]) -> Void)?
 
     /// Weight 1, bias 0, running mean 0, running variance 1 (spec §2.6). Conformer-S uses eps 1e-5 in the stem
     /// and 1e-6 in its blocks (spec §2.2).
@@ -72,8 +75,11 @@ public final class BatchNorm2d {
         // Locals, so that the backward closure holds what it needs and not the layer.
         let mode = self.mode, weight = self.weight, bias = self.bias, eps = self.eps, channels = self.channels
         let n = x.shape[0] * x.shape[2] * x.shape[3]
-        let batchStatistics = mode == .training
-        precondition(!batchStatistics || n > 1,
+        let synchronized = mode == .training && statisticsReducer != nil
+        let reducer = synchronized ? statisticsReducer : nil
+        // Batch statistics computed by the primitive itself (not when they are synchronised over the ranks).
+        let batchStatistics = mode == .training && !synchronized
+        precondition(mode != .training || n > 1,
                      "BatchNorm2d: training needs more than one value per channel, input \(x.shape)")
         let affineGrads = mode != .frozen && (weight.requiresGrad || bias.requiresGrad)
         let record = Autograd.isRecording && (x.requiresGrad || affineGrads)
@@ -93,8 +99,11 @@ public final class BatchNorm2d {
         // Statistics: written by the primitive in training; read from the running buffers otherwise, through
         // copies when recording (the backward pass must see what the forward pass used, even after a reload).
         let mean: Tensor, variance: Tensor
+        var globalCount = n
         if batchStatistics {
             (mean, variance) = (Tensor(shape: [channels]), Tensor(shape: [channels]))
+        } else if synchronized, let reduce = reducer {
+            (mean, variance, globalCount) = synchronizedStatistics(x, reduce: reduce)
         } else if record {
             (mean, variance) = (Tensor(runningMean.toArray(), shape: [channels]), Tensor(runningVar.toArray(), shape: [channels]))
         } else {
@@ -103,7 +112,7 @@ public final class BatchNorm2d {
         forward.execute([(DNNL_ARG_SRC, x.storage.data), (DNNL_ARG_DST, y.storage.data),
                          (DNNL_ARG_SCALE, weight.storage.data), (DNNL_ARG_SHIFT, bias.storage.data),
                          (DNNL_ARG_MEAN, mean.storage.data), (DNNL_ARG_VARIANCE, variance.storage.data)])
-        if batchStatistics { updateRunningStatistics(mean: mean, variance: variance, count: n) }
+        if mode == .training { updateRunningStatistics(mean: mean, variance: variance, count: globalCount) }
 
         guard record else { return y }
         Autograd.countUses([x, affineGrads ? weight : nil, affineGrads ? bias : nil])
@@ -126,7 +135,12 @@ public final class BatchNorm2d {
                 (DNNL_ARG_VARIANCE, variance.storage.data), (DNNL_ARG_SCALE, weight.storage.data), (DNNL_ARG_SHIFT, bias.storage.data),
                 (DNNL_ARG_DIFF_SRC, dx.storage.data), (DNNL_ARG_DIFF_SCALE, dW.storage.data), (DNNL_ARG_DIFF_SHIFT, dB.storage.data)]
             backward.execute(args)
-            if x.requiresGrad { x.accumulateGrad(dx) }
+            if let reduce = reducer, x.requiresGrad {
+                x.accumulateGrad(BatchNorm2d.synchronizedInputGradient(dx, x: x, weight: weight, eps: eps, mean: mean, variance: variance,
+                                                                       dW: dW, dB: dB, count: globalCount, reduce: reduce))
+            } else if x.requiresGrad {
+                x.accumulateGrad(dx)
+            }
             if affineGrads && weight.requiresGrad { weight.accumulateGrad(dW) }
             if affineGrads && bias.requiresGrad { bias.accumulateGrad(dB) }
         }

@@ -74,13 +74,16 @@ struct TrainPCCommand: ParsableCommand {
     @Option(help: "Stop after this many steps in all (0: run every epoch). Default: 0.")
     var maxSteps: Int?
 
+    @Flag(help: "BatchNorm statistics over the global batch (synchronised over the ranks) instead of per rank (upstream's per-GPU statistics, the default).")
+    var syncBn = false
+
     @OptionGroup var global: GlobalOptions
 
     /// The settings after the rule "flag, else --config file, else default", checked.
     struct Settings {
         var data: String, split: String, out: String, model: ModelVariant, initWeights: String?
         var epochs: Int, batch: Int, lr: Float, weightDecay: Float, crop: Int, pair: Int, minLong: Int, maxLong: Int
-        var seed: Int, resume: String?, checkSync: Int, bucketMb: Int, maxSteps: Int
+        var seed: Int, resume: String?, checkSync: Int, bucketMb: Int, maxSteps: Int, syncBN: Bool
     }
 
     func resolve(_ file: inout RunConfig) throws -> Settings {
@@ -98,7 +101,8 @@ struct TrainPCCommand: ParsableCommand {
             crop: try file.resolve("crop", flag: crop, default: 512), pair: try file.resolve("pair", flag: pair, default: 224),
             minLong: range[0], maxLong: range[1], seed: try file.resolve("seed", flag: seed, default: 0),
             resume: try file.resolveOptional("resume", flag: resume), checkSync: try file.resolve("check-sync", flag: checkSync, default: 0),
-            bucketMb: try file.resolve("bucket-mb", flag: bucketMb, default: 25), maxSteps: try file.resolve("max-steps", flag: maxSteps, default: 0))
+            bucketMb: try file.resolve("bucket-mb", flag: bucketMb, default: 25), maxSteps: try file.resolve("max-steps", flag: maxSteps, default: 0),
+            syncBN: try file.resolve("sync-bn", flag: syncBn ? true : nil, default: false))
         try file.checkUnknownKeys()
         guard [ModelVariant.pc, .tinyPC, .pcCOCO].contains(settings.model) else { throw ValidationError("--model must be pc, pc-coco or tiny-pc for train-pc") }
         guard settings.epochs >= 1, settings.batch >= 1 else { throw ValidationError("--epochs and --batch must be at least 1") }
@@ -122,6 +126,9 @@ struct TrainPCCommand: ParsableCommand {
         let conformer = Conformer(settings.model.config(classes: dataset.classNames.count + 1), seed: UInt64(settings.seed))
         if let initWeights = settings.initWeights { try ConformerCheckpoint.loadImageNet(conformer, path: initWeights) }
         conformer.setBatchNormMode(.training)
+        if settings.syncBN {
+            for bn in conformer.batchNorms { bn.statisticsReducer = { world.allreduce(&$0) } }
+        }
         let augmentation = PCTrainAugmentation(cropSize: settings.crop, pairSize: settings.pair,
                                                resize: RandomResizeLong(minLong: settings.minLong, maxLong: settings.maxLong))
         let stage = try PCTrainingStage(conformer: conformer, dataset: dataset, augmentation: augmentation)

@@ -37,6 +37,8 @@ final class TrainPCTests: XCTestCase {
         XCTAssertEqual(events.count, 1)
         // The checkpoint's model group is a state dict the other tools read.
         XCTAssertEqual(try StateDict.load(path: run.appendingPathComponent("checkpoint-00000008.h5").path).count, 718)
+        let synchronized = try TestSupport.mpirun(2, "pcs-mpi", trainArguments(shards, dir.appendingPathComponent("sync"), epochs: 1) + ["--sync-bn"])
+        XCTAssertEqual(synchronized.status, 0, synchronized.stderr)
         let odd = try TestSupport.mpirun(2, "pcs-mpi", trainArguments(shards, run, epochs: 1) + ["--batch", "3"])
         XCTAssertNotEqual(odd.status, 0)
         XCTAssertTrue(odd.stderr.contains("does not split evenly over 2 ranks"), odd.stderr)

@@ -53,3 +53,27 @@ func reducerChecks(_ world: Communicator, check: (Bool, String) -> Void) {
     check(worst <= 1e-6, "parameters after the step differ by \(worst)")
     check(reducer.parametersInSync(), "parameters in sync across ranks")
 }
+
+/// Synchronised BatchNorm: 2 ranks × 1 image with statistics over both ranks equal 1 rank × 2 images with
+/// ordinary training-mode BatchNorm (gradients, parameters after a step, running statistics).
+func syncBatchNormChecks(_ world: Communicator, check: (Bool, String) -> Void) {
+    let n = world.size
+    let distributed = CheckNet(), reference = CheckNet()
+    distributed.bn.mode = .training
+    reference.bn.mode = .training
+    distributed.bn.statisticsReducer = { world.allreduce(&$0) }
+    let reducer = GradientReducer(parameters: distributed.parameters, world: world, bucketBytes: 40)
+    reducer.prepareForStep()
+    distributed.loss([world.rank]).backward()
+    reducer.finish()
+    reference.loss(Array(0..<n)).backward()
+    for (i, (a, b)) in zip(distributed.parameters, reference.parameters).enumerated() {
+        let ga = a.grad?.toArray() ?? [], gb = b.grad?.toArray() ?? []
+        let scale = max(1, gb.map { abs($0) }.max() ?? 1)
+        let worst = zip(ga, gb).map { abs($0 - $1) }.max() ?? 1
+        check(ga.count == gb.count && worst <= 1e-5 * scale, "sync BN: parameter \(i) gradient differs by \(worst)")
+    }
+    let runningMean = zip(distributed.bn.runningMean.toArray(), reference.bn.runningMean.toArray()).map { abs($0 - $1) }.max() ?? 1
+    let runningVar = zip(distributed.bn.runningVar.toArray(), reference.bn.runningVar.toArray()).map { abs($0 - $1) }.max() ?? 1
+    check(runningMean <= 1e-6 && runningVar <= 1e-5, "sync BN: running statistics differ by \(runningMean), \(runningVar)")
+}
