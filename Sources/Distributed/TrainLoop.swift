@@ -16,6 +16,8 @@ public struct TrainLoopConfig: Codable, Equatable {
     public var checkpointEpochs: [Int]?
     /// Stop after this many steps (0: run all epochs); for tests and benchmarks.
     public var maxSteps: Int
+    /// Learning-rate multiplier over the steps (PC and SP: constant; DeepLab: poly).
+    public var schedule: LearningRateSchedule = .constant
 
     public init(epochs: Int, globalBatch: Int, learningRate: Float, weightDecay: Float, seed: UInt64 = 0, checkSync: Int = 0,
                 bucketMegabytes: Int = 25, checkpointEpochs: [Int]? = nil, maxSteps: Int = 0) {
@@ -70,6 +72,9 @@ public final class TrainLoop<Stage: TrainingStage> {
     /// Extra text stored in checkpoints (the command's full configuration, JSON).
     public var configRecord = "{}"
     public var report: (StepReport) -> Void = { _ in }
+    /// Called on every rank after each epoch (and its checkpoint): where a stage evaluates (e.g. seed mIoU).
+    /// Collective work is allowed here; every rank calls it at the same point.
+    public var afterEpoch: (_ epoch: Int, _ step: Int) throws -> Void = { _, _ in }
 
     public init(stage: Stage, config: TrainLoopConfig, world: Communicator, runDirectory: URL) {
         self.stage = stage
@@ -91,7 +96,8 @@ public final class TrainLoop<Stage: TrainingStage> {
         }
         let names = Dictionary(uniqueKeysWithValues: named.map { (ObjectIdentifier($0.1), $0.0) })
         let reducer = GradientReducer(parameters: named.map(\.1), world: world, bucketBytes: config.bucketMegabytes << 20)
-        let optimizer = AdamW([ParameterGroup(named.map(\.1), learningRate: config.learningRate, weightDecay: config.weightDecay)])
+        let optimizer = AdamW([ParameterGroup(named.map(\.1), learningRate: config.learningRate, weightDecay: config.weightDecay)],
+                              schedule: config.schedule)
         var position = DistributedSampler.Position()
         var augmentation = sampler.augmentationRandom()
         var step = 0
@@ -137,7 +143,8 @@ public final class TrainLoop<Stage: TrainingStage> {
 
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             report(StepReport(step: step, epoch: position.batch == 0 ? position.epoch - 1 : position.epoch, loss: globalLoss,
-                              learningRate: Double(config.learningRate), imagesPerSecond: Double(config.globalBatch) / seconds,
+                              learningRate: Double(config.learningRate * config.schedule.multiplier(at: step - 1)),
+                              imagesPerSecond: Double(config.globalBatch) / seconds,
                               exposedCommunication: reducer.exposedSeconds))
             progress.advance()
             if config.checkSync > 0, step % config.checkSync == 0, !reducer.parametersInSync() {
@@ -155,6 +162,10 @@ public final class TrainLoop<Stage: TrainingStage> {
             if position.batch == 0, config.writesCheckpoint(afterEpoch: position.epoch - 1) || position.epoch == config.epochs {
                 loader.drain() // HDF5 is not thread-safe: the next batch's reads finish before the checkpoint is written
                 try checkpoint(step: step, position: position, random: augmentation, optimizer: optimizer, names: names)
+            }
+            if position.batch == 0 {
+                loader.drain()
+                try afterEpoch(position.epoch - 1, step)
             }
         }
         loader.drain()

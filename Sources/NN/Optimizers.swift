@@ -15,7 +15,7 @@ public struct ParameterGroup {
 }
 
 /// Learning-rate multipliers over iterations.
-public enum LearningRateSchedule {
+public enum LearningRateSchedule: Codable, Equatable {
     case constant
     /// (1 − it / maxIterations)^power, DeepLab's and PSA's schedule.
     case poly(maxIterations: Int, power: Double)

@@ -47,6 +47,17 @@ final class TrainPCTests: XCTestCase {
     /// SIGUSR1 (Slurm's warning before preemption) sent to `mpirun`: the step finishes, a checkpoint is written,
     /// every rank exits 0; `--resume auto` then continues from it.
     func testSignalWritesACheckpointAndResumeContinues() throws {
+        try signalRun(SIGUSR1, expectedStatus: 0)
+    }
+
+    /// SIGTERM sent to `mpirun`: Open MPI forwards it, the ranks checkpoint and exit 0 as for SIGUSR1, but mpirun
+    /// itself then reports status 1 for having been terminated (its own rule; under `srun` each task's status is
+    /// the rank's).
+    func testTerminationWritesACheckpoint() throws {
+        try signalRun(SIGTERM, expectedStatus: 1)
+    }
+
+    func signalRun(_ signal: Int32, expectedStatus: Int32) throws {
         let dir = try TestSupport.scratchDirectory()
         let shards = try makeShards(dir)
         let run = dir.appendingPathComponent("run")
@@ -71,13 +82,13 @@ final class TrainPCTests: XCTestCase {
             .split(separator: "\n").count < 3 {
             usleep(100_000)
         }
-        kill(process.processIdentifier, SIGUSR1)
+        kill(process.processIdentifier, signal)
         while process.isRunning, Date() < deadline { usleep(100_000) }
         if process.isRunning { process.terminate() }
         process.waitUntilExit()
         try handle.close()
         let output = try String(contentsOf: log, encoding: .utf8)
-        XCTAssertEqual(process.terminationStatus, 0, output)
+        XCTAssertEqual(process.terminationStatus, expectedStatus, output)
         XCTAssertTrue(output.contains("stop requested"), output)
         let checkpoint = try XCTUnwrap(TrainCheckpoint.newest(in: run), output)
         let stoppedAt = Int(checkpoint.lastPathComponent.dropFirst("checkpoint-".count).prefix(8)) ?? 0

@@ -69,6 +69,18 @@ func trainLoopChecks(_ world: Communicator, directory: URL, check: (Bool, String
     check(outcome == .finished(steps: 9) && straight.count == 9, "3 epochs of 3 steps: \(outcome), \(straight.count) losses")
     guard straight.count == 9 else { return }
 
+    // Evaluation hook after every epoch, and a poly schedule in the reported learning rates.
+    var scheduled = config
+    scheduled.schedule = .poly(maxIterations: 9, power: 1)
+    let stage = CheckStage(dataset: 12)
+    let loop = TrainLoop(stage: stage, config: scheduled, world: world, runDirectory: directory.appendingPathComponent("hooks"))
+    var epochsSeen: [Int] = [], rates: [Double] = []
+    loop.afterEpoch = { epoch, _ in epochsSeen.append(epoch) }
+    loop.report = { rates.append($0.learningRate) }
+    _ = try loop.run()
+    check(epochsSeen == [0, 1, 2], "afterEpoch after every epoch: \(epochsSeen)")
+    check(rates.count == 9 && abs(rates[0] - 0.01) < 1e-9 && abs(rates[8] - 0.01 / 9) < 1e-9, "poly schedule: \(rates)")
+
     var shorter = config
     shorter.epochs = 2
     _ = try run(shorter, folder: "stopped")
