@@ -17,5 +17,5 @@ for split in train val; do
     --out "$run/shards" --shards 4 </dev/null
 done
 "${mpi[@]}" "$bin" train-pc --data "$run/shards" --split train --out "$run/train-pc" --model tiny-pc \
-  --epochs ${EPOCHS:-6} --batch 8 --crop 128 --pair 64 --resize-long 128:192 --lr 5e-4 --resume auto </dev/null
+  --epochs ${EPOCHS:-30} --batch 8 --crop 128 --pair 64 --resize-long 128:192 --lr 2e-3 --resume auto </dev/null
 echo "demo: dataset in $run/synth, shards in $run/shards, PC checkpoints and metrics in $run/train-pc"
