@@ -55,7 +55,7 @@ public struct KernelBenchmark {
                 let layer = Conv2d(c, o, kernel: k, stride: stride, padding: k / 2, bias: false, rng: &rng)
                 // Inputs of inner layers arrive blocked, as they do inside the network.
                 let x = input([n, c, hw, hw])
-                let blocked = c >= 16 ? Autograd.noGrad { Conv2d(c, c, kernel: 1, bias: false, rng: &rng)(x) } : x
+                let blocked = c >= 16 ? trainingLayout(x, &rng) : x
                 // The stem's input is the image: no gradient is needed for it, as in training.
                 blocked.requiresGrad = c >= 16
                 return ({ layer(blocked) }, [layer.weight])
@@ -90,13 +90,13 @@ public struct KernelBenchmark {
             Case(name: "BatchNorm 64ch @128 (blocked)", flops: 0, bytes: Double(2 * n * 64 * 128 * 128 * 4)) {
                 let bn = BatchNorm2d(64, eps: 1e-6)
                 let x = input([n, 64, 128, 128])
-                let blocked = Autograd.noGrad { Conv2d(64, 64, kernel: 1, bias: false, rng: &rng)(x) }
+                let blocked = trainingLayout(x, &rng)
                 blocked.requiresGrad = true
                 return ({ bn(blocked) }, bn.namedParameters("").map(\.1))
             },
             Case(name: "coupling: 64ch @128 → tokens (reorder)", flops: 0, bytes: Double(2 * n * 64 * 128 * 128 * 4)) {
                 let x = input([n, 64, 128, 128])
-                let blocked = Autograd.noGrad { Conv2d(64, 64, kernel: 1, bias: false, rng: &rng)(x) }
+                let blocked = trainingLayout(x, &rng)
                 blocked.requiresGrad = true
                 return ({ blocked.plain() }, [])
             },
@@ -106,11 +106,19 @@ public struct KernelBenchmark {
             },
             Case(name: "ReLU 64ch @128 (blocked)", flops: 0, bytes: Double(2 * n * 64 * 128 * 128 * 4)) {
                 let x = input([n, 64, 128, 128])
-                let blocked = Autograd.noGrad { Conv2d(64, 64, kernel: 1, bias: false, rng: &rng)(x) }
+                let blocked = trainingLayout(x, &rng)
                 blocked.requiresGrad = true
                 return ({ relu(blocked) }, [])
             },
         ]
+    }
+
+    /// `x` through a training-mode 1×1 convolution (tape dropped): an activation in the blocked layout that
+    /// training convolutions produce, as inner layers receive it.
+    func trainingLayout(_ x: Tensor, _ rng: inout SeededRandom) -> Tensor {
+        let y = Conv2d(x.shape[1], x.shape[1], kernel: 1, bias: false, rng: &rng)(x)
+        Autograd.reset()
+        return y
     }
 
     /// Runs every case; `progress` receives each result as it is measured.
