@@ -10,45 +10,7 @@ final class AttentionResampleParityTests: XCTestCase {
     static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/ops2")
     static let forwardTolerance = 1e-5, backwardTolerance = 1e-4
 
-    /// One case of a fixture file: its tensors and integer/float attributes.
-    struct Case {
-        let file: HDF5File
-        let group: String
-
-        func tensor(_ name: String, grad: Bool = true) throws -> Tensor {
-            let (values, shape) = try file.read("\(group)/\(name)", as: Float.self)
-            return Tensor(values, shape: shape, requiresGrad: grad)
-        }
-
-        func expected(_ name: String) throws -> (values: [Float], shape: [Int]) { try file.read("\(group)/\(name)", as: Float.self) }
-
-        func attribute(_ name: String) throws -> Double {
-            guard let value = try file.numericAttribute(name, on: group, as: Double.self)?.first else {
-                throw HDF5Error(file: file.path, what: "no attribute \(name) on \(group)")
-            }
-            return value
-        }
-
-        /// Compares `actual` with the dataset `name`; returns the relative error (|a − b| / max(1, max |b|)).
-        @discardableResult
-        func compare(_ actual: Tensor?, _ name: String, tolerance: Double, line: UInt = #line) throws -> Double {
-            let reference = try expected(name)
-            guard let actual else {
-                XCTFail("\(group)/\(name): no tensor (a gradient was not computed)", line: line)
-                return .infinity
-            }
-            guard actual.shape == reference.shape else {
-                XCTFail("\(group)/\(name): shape \(actual.shape) vs PyTorch \(reference.shape)", line: line)
-                return .infinity
-            }
-            let values = actual.toArray()
-            let scale = max(1, reference.values.map { abs(Double($0)) }.max() ?? 0)
-            // A NaN difference counts as infinite (Array.max() would skip it).
-            let error = zip(values, reference.values).map { a, b -> Double in let d = abs(Double(a) - Double(b)); return d.isNaN ? .infinity : d }.max() ?? 0
-            XCTAssertLessThanOrEqual(error / scale, tolerance, "\(group)/\(name) differs from PyTorch", line: line)
-            return error / scale
-        }
-    }
+    typealias Case = ParityCase
 
     /// The worst forward and backward errors per op, printed at the end of each test.
     var worst: [String: (forward: Double, backward: Double)] = [:]

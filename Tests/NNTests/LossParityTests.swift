@@ -13,53 +13,7 @@ final class LossParityTests: XCTestCase {
     static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/ops3")
     static let forwardTolerance = 1e-5, backwardTolerance = 1e-4
 
-    struct Case {
-        let file: HDF5File
-        let group: String
-
-        func tensor(_ name: String, grad: Bool = true) throws -> Tensor {
-            let (values, shape) = try file.read("\(group)/\(name)", as: Float.self)
-            return Tensor(values, shape: shape, requiresGrad: grad)
-        }
-
-        func expected(_ name: String) throws -> (values: [Float], shape: [Int]) { try file.read("\(group)/\(name)", as: Float.self) }
-
-        func ints(_ name: String) throws -> [Int32] { try file.read("\(group)/\(name)", as: Int32.self).values }
-
-        func intAttribute(_ name: String) throws -> [Int] {
-            guard let values = try file.numericAttribute(name, on: group, as: Int64.self), !values.isEmpty else {
-                throw HDF5Error(file: file.path, what: "no attribute \(name) on \(group)")
-            }
-            return values.map { Int($0) }
-        }
-
-        /// Compares `actual` with dataset `name`: |a − b| ≤ tolerance · max(1, max|b|), and, with `ownScale`, also
-        /// ≤ tolerance · max|b|. Returns the error relative to max(1, max|b|).
-        @discardableResult
-        func compare(_ actual: Tensor?, _ name: String, tolerance: Double, ownScale: Bool = false, line: UInt = #line) throws -> Double {
-            let reference = try expected(name)
-            guard let actual else {
-                XCTFail("\(group)/\(name): no tensor (a gradient was not computed)", line: line)
-                return .infinity
-            }
-            guard actual.shape == reference.shape else {
-                XCTFail("\(group)/\(name): shape \(actual.shape) vs PyTorch \(reference.shape)", line: line)
-                return .infinity
-            }
-            let values = actual.toArray()
-            let largest = reference.values.map { abs(Double($0)) }.max() ?? 0
-            let error = zip(values, reference.values).map { abs(Double($0) - Double($1)) }.max() ?? 0
-            // Checked apart: Sequence.max() skips a NaN unless it comes first, so the error alone could hide one.
-            let nans = values.filter(\.isNaN).count
-            XCTAssertEqual(nans, 0, "\(group)/\(name): \(nans) NaN values", line: line)
-            if nans > 0 { return .infinity }
-            XCTAssertLessThanOrEqual(error / max(1, largest), tolerance, "\(group)/\(name) differs from PyTorch", line: line)
-            if ownScale {
-                XCTAssertLessThanOrEqual(error, tolerance * largest, "\(group)/\(name) differs from PyTorch relative to its own scale \(largest)", line: line)
-            }
-            return error / max(1, largest)
-        }
-    }
+    typealias Case = ParityCase
 
     var worst: [String: (forward: Double, backward: Double)] = [:]
 
