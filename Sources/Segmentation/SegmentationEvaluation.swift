@@ -1,0 +1,78 @@
+import Distributed
+import Foundation
+import Imaging
+import NN
+
+/// Scores label maps against a dataset's masks (spec §5), split over the ranks: each rank counts its share of the
+/// images into a `ConfusionMatrix`, one allreduce of the integer counts combines them, so the numbers are the same
+/// for any rank count.
+public struct SegmentationEvaluation {
+    public let dataset: ShardedDataset
+    /// Class names with background first (index = label value).
+    public let labelNames: [String]
+
+    public init(dataset: ShardedDataset) {
+        self.dataset = dataset
+        labelNames = ["background"] + dataset.classNames
+    }
+
+    /// Counts PNG predictions `<folder>/<id>.png` (palette or grey label maps) for this rank's share of the ids.
+    public func countPNGPredictions(in folder: URL, world: Communicator) throws -> ConfusionMatrix {
+        var matrix = ConfusionMatrix(classes: labelNames.count)
+        for (i, id) in dataset.ids.enumerated() where i % world.size == world.rank {
+            let record = try dataset.record(id)
+            guard let maskBytes = record.mask else {
+                throw FileError(path: dataset.directory.path, what: "image \(id) has no ground-truth mask in the shards")
+            }
+            let truth = try PNGCodec.decodeIndices(maskBytes, name: "\(dataset.index.name)/\(id) mask")
+            let path = folder.appendingPathComponent("\(id).png").path
+            let prediction = try PNGCodec.decodeIndices(try ImageFile.readBytes(path), name: path)
+            guard prediction.width == truth.width, prediction.height == truth.height else {
+                throw FileError(path: path, what: "prediction is \(prediction.width)x\(prediction.height), the mask \(truth.width)x\(truth.height)")
+            }
+            matrix.add(groundTruth: truth.pixels, prediction: prediction.pixels)
+        }
+        world.allreduce(&matrix.counts)
+        return matrix
+    }
+}
+
+/// What `pcs-mpi eval` reports, in both conventions of spec §5; written as JSON beside the printed table.
+public struct EvaluationReport: Codable {
+    public var images: Int
+    public var classes: [String]
+    /// Upstream's: mean over all classes of TP/(T + P − TP + 1e-10).
+    public var meanIoU: Double
+    public var iou: [Double]
+    public var precision: [Double]
+    public var recall: [Double]
+    /// deeplab-pytorch's: mean over classes that occur; NaN entries are written as null.
+    public var deeplabMeanIoU: Double?
+    public var deeplabIoU: [Double?]
+    public var pixelAccuracy: Double?
+
+    public init(_ matrix: ConfusionMatrix, names: [String], images: Int) {
+        let u = matrix.upstream, d = matrix.deeplab
+        self.images = images
+        classes = names
+        meanIoU = u.meanIoU
+        iou = u.iou
+        precision = u.precision
+        recall = u.recall
+        deeplabMeanIoU = d.meanIoU.isNaN ? nil : d.meanIoU
+        deeplabIoU = d.iou.map { $0.isNaN ? nil : $0 }
+        pixelAccuracy = d.pixelAccuracy.isNaN ? nil : d.pixelAccuracy
+    }
+
+    /// The per-class table, as upstream prints it (percentages).
+    public var table: String {
+        var lines = ["class                IoU    precision  recall"]
+        for (i, name) in classes.enumerated() {
+            lines.append(name.padding(toLength: 16, withPad: " ", startingAt: 0)
+                + String(format: "%8.2f %10.2f %8.2f", 100 * iou[i], 100 * precision[i], 100 * recall[i]))
+        }
+        lines.append(String(format: "mIoU (all %d classes, upstream) %.2f", classes.count, 100 * meanIoU))
+        if let deeplabMeanIoU { lines.append(String(format: "mIoU (classes present, deeplab)  %.2f", 100 * deeplabMeanIoU)) }
+        return lines.joined(separator: "\n")
+    }
+}
