@@ -17,6 +17,8 @@ public struct ForwardTool {
     public var dropPath: Bool
     /// Weight of the sub-category loss for SP networks (spec §6.3: w = 1).
     public var subLossWeight: Float
+    /// Names of the label datasets in the input file.
+    public var labelDataset = "label", subLabelDataset = "sub_label"
 
     public init(model: Conformer, method: CAMMethod?, train: Bool, dropPath: Bool = false, subLossWeight: Float = 1) {
         self.model = model
@@ -41,8 +43,8 @@ public struct ForwardTool {
             guard s == [shape[0], width] else { throw HDF5Error(file: inputPath, what: "`\(name)` is \(s); expected [\(shape[0]), \(width)]") }
             return Tensor(v, shape: s)
         }
-        let label = train ? try labels("label", width: c - 1) : nil
-        let subLabel = train && model.config.subClasses > 0 ? try labels("sub_label", width: model.config.subClasses) : nil
+        let label = train ? try labels(labelDataset, width: c - 1) : nil
+        let subLabel = train && model.config.subClasses > 0 ? try labels(subLabelDataset, width: model.config.subClasses) : nil
 
         for p in model.parameters { p.grad = nil }
         let out: ConformerOutput

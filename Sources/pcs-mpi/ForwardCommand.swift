@@ -64,6 +64,12 @@ struct ForwardCommand: ParsableCommand {
     @Flag(help: "Compute the loss (spec §3.4, plus the sub-category loss for SP) and every parameter's gradient.")
     var train = false
 
+    @Option(help: "With --train: the dataset of the input file holding the (B, classes − 1) image labels.")
+    var label: String = "label"
+
+    @Option(help: "With --train on an SP network: the dataset holding the (B, (classes − 1)·k) sub-category labels.")
+    var subLabel: String = "sub_label"
+
     @Flag(help: "BatchNorm with batch statistics (training mode) instead of running statistics.")
     var bnTrain = false
 
@@ -76,6 +82,9 @@ struct ForwardCommand: ParsableCommand {
         _ = global.startWorld()
         let model = try modelOptions.build()
         model.setBatchNormMode(bnTrain ? .training : .inference)
-        try ForwardTool(model: model, method: method, train: train, dropPath: dropPath).run(input: input, output: out)
+        var tool = ForwardTool(model: model, method: method, train: train, dropPath: dropPath)
+        tool.labelDataset = label
+        tool.subLabelDataset = subLabel
+        try tool.run(input: input, output: out)
     }
 }

@@ -21,7 +21,7 @@ final class ConformerCommandTests: XCTestCase {
             try file.write("/input", input.values, shape: input.shape)
         }
         let label = try reference.read("/label", as: Float.self)
-        try file.write("/label", label.values, shape: label.shape)
+        try file.write("/targets", label.values, shape: label.shape)
         file.close()
         return path
     }
@@ -30,7 +30,7 @@ final class ConformerCommandTests: XCTestCase {
         let dir = try TestSupport.scratchDirectory()
         let out = dir.appendingPathComponent("out.h5").path
         let result = try TestSupport.pcsMPI(["forward", "--model", "tiny-pc", "--weights", Self.weights, "--input", try makeInput(dir),
-                                             "--out", out, "--method", "clsattn", "--train"])
+                                             "--out", out, "--method", "clsattn", "--train", "--label", "targets"])
         XCTAssertEqual(result.status, 0, result.stderr)
         let reference = try HDF5File.open(Self.fixtures.appendingPathComponent("conformer_tiny.h5").path)
         let written = try HDF5File.open(out)
