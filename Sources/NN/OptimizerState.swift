@@ -51,7 +51,7 @@ extension AdamW {
         iteration = saved.iteration
         for (id, name) in names {
             guard let b = saved.buffers[name], let m = b["m"], let v = b["v"] else { continue }
-            state[id] = (m, v, saved.steps[name] ?? 0)
+            state[id] = AdamMoments(m: m, v: v, steps: saved.steps[name] ?? 0)
         }
     }
 }

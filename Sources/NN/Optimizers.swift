@@ -31,6 +31,31 @@ public enum LearningRateSchedule: Codable, Equatable {
     }
 }
 
+/// Calls `update(parameter, gradient, learning rate, group)` for every parameter that has a gradient this step
+/// (a parameter without one is neither moved nor decayed, spec §12.3), then bumps its version so cached layout
+/// copies refresh. The loop both optimisers share.
+private func forEachGradient(_ groups: [ParameterGroup], multiplier: Float, _ update: (Tensor, Tensor, Float, ParameterGroup) -> Void) {
+    for group in groups {
+        for p in group.parameters {
+            guard let g = p.grad?.plain() else { continue }
+            precondition(p.isPlain, "optimisers update plain parameters; \(p) is blocked")
+            update(p, g, group.learningRate * multiplier, group)
+            p.version += 1
+        }
+    }
+}
+
+/// One parameter's AdamW moments. A class, so the update writes them in place (as values in a dictionary the
+/// arrays would be copied on every step: twice the model's size).
+final class AdamMoments {
+    var m: [Float], v: [Float], steps: Int
+    init(m: [Float], v: [Float], steps: Int) {
+        self.m = m
+        self.v = v
+        self.steps = steps
+    }
+}
+
 /// AdamW with decoupled weight decay, as `torch.optim.AdamW`:
 ///
 ///     p ← p·(1 − lr·λ);  m ← β₁m + (1 − β₁)g;  v ← β₂v + (1 − β₂)g²
@@ -43,7 +68,7 @@ public final class AdamW {
     public var schedule: LearningRateSchedule
     /// Optimiser steps taken.
     public internal(set) var iteration = 0
-    var state: [ObjectIdentifier: (m: [Float], v: [Float], steps: Int)] = [:]
+    var state: [ObjectIdentifier: AdamMoments] = [:]
 
     public init(_ groups: [ParameterGroup], beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8, schedule: LearningRateSchedule = .constant) {
         self.groups = groups
@@ -54,25 +79,18 @@ public final class AdamW {
     }
 
     public func step() {
-        let multiplier = schedule.multiplier(at: iteration)
-        for group in groups {
-            let lr = group.learningRate * multiplier
-            for p in group.parameters {
-                guard let g = p.grad?.plain() else { continue }
-                precondition(p.isPlain, "AdamW updates plain parameters; \(p) is blocked")
-                let n = p.elementCount
-                var s = state[ObjectIdentifier(p)] ?? ([Float](repeating: 0, count: n), [Float](repeating: 0, count: n), 0)
-                s.steps += 1
-                let c1 = 1 - pow(beta1, Float(s.steps)), c2 = (1 - pow(beta2, Float(s.steps))).squareRoot()
-                s.m.withUnsafeMutableBufferPointer { m in
-                    s.v.withUnsafeMutableBufferPointer { v in
-                        Kernels.adamW(p.storage.floats, g.storage.floats, m.baseAddress!, v.baseAddress!, count: n,
-                                      lr: lr, weightDecay: group.weightDecay, beta1: beta1, beta2: beta2, eps: eps,
-                                      stepSize: lr / c1, sqrtBiasCorrection2: c2)
-                    }
+        forEachGradient(groups, multiplier: schedule.multiplier(at: iteration)) { p, g, lr, group in
+            let n = p.elementCount
+            let s = state[ObjectIdentifier(p)] ?? AdamMoments(m: [Float](repeating: 0, count: n), v: [Float](repeating: 0, count: n), steps: 0)
+            state[ObjectIdentifier(p)] = s
+            s.steps += 1
+            let c1 = 1 - pow(beta1, Float(s.steps)), c2 = (1 - pow(beta2, Float(s.steps))).squareRoot()
+            s.m.withUnsafeMutableBufferPointer { m in
+                s.v.withUnsafeMutableBufferPointer { v in
+                    Kernels.adamW(p.storage.floats, g.storage.floats, m.baseAddress!, v.baseAddress!, count: n,
+                                  lr: lr, weightDecay: group.weightDecay, beta1: beta1, beta2: beta2, eps: eps,
+                                  stepSize: lr / c1, sqrtBiasCorrection2: c2)
                 }
-                state[ObjectIdentifier(p)] = s
-                p.version += 1
             }
         }
         iteration += 1
@@ -86,7 +104,12 @@ public final class SGD {
     public let momentum: Float
     public var schedule: LearningRateSchedule
     public private(set) var iteration = 0
-    private var buffers: [ObjectIdentifier: [Float]] = [:]
+    /// Momentum buffers, one array per parameter, in a class so the update writes them in place.
+    private final class Buffer {
+        var values: [Float]
+        init(_ values: [Float]) { self.values = values }
+    }
+    private var buffers: [ObjectIdentifier: Buffer] = [:]
 
     public init(_ groups: [ParameterGroup], momentum: Float = 0.9, schedule: LearningRateSchedule = .constant) {
         self.groups = groups
@@ -95,25 +118,18 @@ public final class SGD {
     }
 
     public func step() {
-        let multiplier = schedule.multiplier(at: iteration)
-        for group in groups {
-            let lr = group.learningRate * multiplier
-            for p in group.parameters {
-                guard let g = p.grad?.plain() else { continue }
-                let n = p.elementCount
-                let pp = p.storage.floats, gp = g.storage.floats
-                var buffer = buffers[ObjectIdentifier(p)]
-                let first = buffer == nil
-                if first { buffer = [Float](repeating: 0, count: n) }
-                buffer!.withUnsafeMutableBufferPointer { b in
-                    for i in 0..<n {
-                        let d = gp[i] + group.weightDecay * pp[i]
-                        b[i] = first ? d : momentum * b[i] + d
-                        pp[i] -= lr * b[i]
-                    }
+        forEachGradient(groups, multiplier: schedule.multiplier(at: iteration)) { p, g, lr, group in
+            let n = p.elementCount
+            let pp = p.storage.floats, gp = g.storage.floats
+            let first = buffers[ObjectIdentifier(p)] == nil
+            let buffer = buffers[ObjectIdentifier(p)] ?? Buffer([Float](repeating: 0, count: n))
+            buffers[ObjectIdentifier(p)] = buffer
+            buffer.values.withUnsafeMutableBufferPointer { b in
+                for i in 0..<n {
+                    let d = gp[i] + group.weightDecay * pp[i]
+                    b[i] = first ? d : momentum * b[i] + d
+                    pp[i] -= lr * b[i]
                 }
-                buffers[ObjectIdentifier(p)] = buffer
-                p.version += 1
             }
         }
         iteration += 1
