@@ -36,6 +36,7 @@ let package = Package(
             dependencies: [
                 "NN", "Imaging", "Distributed", "Segmentation", "PCSformer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Yams", package: "Yams"),
             ]),
 
         // A program that runs the collective checks on every rank; the DistributedTests launch it under `mpirun -n 2`.

@@ -1,4 +1,5 @@
 import Foundation
+import NN
 
 /// One image of a dataset as it is stored in a shard: the encoded file bytes (decoded only when used), its
 /// image-level label vector, and optional encoded PNG mask and saliency map.
@@ -58,6 +59,17 @@ extension ShardReader {
         let saliency: [UInt8]? = file.exists("\(group)/saliency") ? try file.read("\(group)/saliency").values : nil
         return DatasetRecord(id: id, image: image, imageFormat: format, width: Int(width), height: Int(height),
                              label: label, mask: mask, saliency: saliency)
+    }
+}
+
+extension ShardReader {
+    /// The stored image's width and height (from its attributes; nothing is decoded).
+    public func imageSize(_ id: String) throws -> (width: Int, height: Int) {
+        let group = try group(for: id)
+        let width = try file.numericAttribute("width", on: "\(group)/image", as: Int64.self)?.first ?? 0
+        let height = try file.numericAttribute("height", on: "\(group)/image", as: Int64.self)?.first ?? 0
+        guard width > 0, height > 0 else { throw HDF5Error(file: url.path, what: "item \(id): image has no width/height attributes") }
+        return (Int(width), Int(height))
     }
 }
 

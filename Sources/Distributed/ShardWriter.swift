@@ -23,10 +23,18 @@ public final class ShardWriter {
     private var file: HDF5File?
     private(set) public var ids: [String] = []
 
-    public init(directory: URL, name: String, shard: Int, of shardCount: Int, attributes: [String: String] = [:]) throws {
+    public convenience init(directory: URL, name: String, shard: Int, of shardCount: Int, attributes: [String: String] = [:]) throws {
         precondition(shard >= 0 && shard < shardCount, "shard \(shard) is outside 0..<\(shardCount)")
+        try self.init(directory: directory, fileName: shardFileName(name, shard: shard, of: shardCount), name: name,
+                      shard: shard, of: shardCount, attributes: attributes)
+    }
+
+    /// A shard with a caller-chosen file name (output sets whose shard count is not known in advance, such as the
+    /// resumable parts of `infer-cam`, name their files themselves).
+    public init(directory: URL, fileName: String, name: String, shard: Int, of shardCount: Int,
+                attributes: [String: String] = [:]) throws {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        self.url = directory.appendingPathComponent(shardFileName(name, shard: shard, of: shardCount))
+        self.url = directory.appendingPathComponent(fileName)
         self.shard = shard
         self.shardCount = shardCount
         self.temporary = AtomicFile.temporaryURL(for: url)

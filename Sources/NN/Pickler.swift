@@ -9,7 +9,10 @@ import Foundation
 /// The caller drives a stack machine, exactly as the unpickler will replay it: push the values, then the opcode
 /// that combines them (`global` + arguments + `reduce()` is a call).
 struct Pickler {
-    private(set) var bytes: [UInt8] = [PickleOpcode.PROTO.rawValue, 2]
+    private(set) var bytes: [UInt8]
+
+    /// A pickle of `protocol` (2 for PyTorch's checkpoints, 3 for numpy's `np.save` of objects).
+    init(protocol: UInt8 = 2) { bytes = [PickleOpcode.PROTO.rawValue, `protocol`] }
 
     private mutating func emit(_ opcode: PickleOpcode) { bytes.append(opcode.rawValue) }
 
@@ -67,6 +70,15 @@ struct Pickler {
     }
 
     mutating func bool(_ value: Bool) { emit(value ? .NEWTRUE : .NEWFALSE) }
+    mutating func none() { emit(.NONE) }
+
+    /// A `bytes` object, as BINBYTES (protocol 3).
+    mutating func binaryBytes(_ data: UnsafeRawBufferPointer) {
+        precondition(data.count <= Int(UInt32.max), "\(data.count) bytes are too many for BINBYTES")
+        emit(.BINBYTES)
+        emitUInt32(UInt32(data.count))
+        bytes.append(contentsOf: data)
+    }
 
     /// A tuple of integers (a tensor's size or stride).
     mutating func tuple(_ values: [Int]) {
@@ -87,6 +99,11 @@ struct Pickler {
     }
 
     mutating func mark() { emit(.MARK) }
+    mutating func emptyList() { emit(.EMPTY_LIST) }
+    /// Appends the value on top to the list below it.
+    mutating func append() { emit(.APPEND) }
+    /// Sets the state (on top) of the object below it (`__setstate__`).
+    mutating func build() { emit(.BUILD) }
     mutating func emptyDict() { emit(.EMPTY_DICT) }
     /// Calls the callable below the argument tuple on top of the stack.
     mutating func reduce() { emit(.REDUCE) }

@@ -20,20 +20,55 @@ public struct SegmentationEvaluation {
     public func countPNGPredictions(in folder: URL, world: Communicator) throws -> ConfusionMatrix {
         var matrix = ConfusionMatrix(classes: labelNames.count)
         for (i, id) in dataset.ids.enumerated() where i % world.size == world.rank {
-            let record = try dataset.record(id)
-            guard let maskBytes = record.mask else {
-                throw FileError(path: dataset.directory.path, what: "image \(id) has no ground-truth mask in the shards")
-            }
-            let truth = try PNGCodec.decodeIndices(maskBytes, name: "\(dataset.index.name)/\(id) mask")
             let path = folder.appendingPathComponent("\(id).png").path
             let prediction = try PNGCodec.decodeIndices(try ImageFile.readBytes(path), name: path)
-            guard prediction.width == truth.width, prediction.height == truth.height else {
-                throw FileError(path: path, what: "prediction is \(prediction.width)x\(prediction.height), the mask \(truth.width)x\(truth.height)")
-            }
-            matrix.add(groundTruth: truth.pixels, prediction: prediction.pixels)
+            let truth = try truth(id, width: prediction.width, height: prediction.height, prediction: path)
+            matrix.add(groundTruth: truth, prediction: prediction.pixels)
         }
         world.allreduce(&matrix.counts)
         return matrix
+    }
+
+    /// The decoded ground-truth mask of `id`, checked against the prediction's size.
+    func truth(_ id: String, width: Int, height: Int, prediction: String) throws -> [UInt8] {
+        let record = try dataset.record(id)
+        guard let maskBytes = record.mask else {
+            throw FileError(path: dataset.directory.path, what: "image \(id) has no ground-truth mask in the shards")
+        }
+        let truth = try PNGCodec.decodeIndices(maskBytes, name: "\(dataset.index.name)/\(id) mask")
+        guard width == truth.width, height == truth.height else {
+            throw FileError(path: prediction, what: "\(id): prediction is \(width)x\(height), the mask \(truth.width)x\(truth.height)")
+        }
+        return truth.pixels
+    }
+
+    /// Counts seeds made from a CAM set (`infer-cam`'s output) for every threshold in one pass over this rank's
+    /// share of the images: one confusion matrix per threshold, summed over the ranks. With `seeds`, also writes
+    /// the label map at `seedThreshold` as a VOC-palette PNG `<seeds>/<id>.png`.
+    public func countCAMSeeds(_ cams: ShardedDataset, thresholds: [Double], world: Communicator,
+                              seeds: URL? = nil, seedThreshold: Double = 0.46) throws -> [ConfusionMatrix] {
+        var matrices = [ConfusionMatrix](repeating: ConfusionMatrix(classes: labelNames.count), count: thresholds.count)
+        if let seeds { try FileManager.default.createDirectory(at: seeds, withIntermediateDirectories: true) }
+        let camIndex = ShardIndex.url(directory: cams.directory, name: cams.index.name).path
+        for (i, id) in dataset.ids.enumerated() where i % world.size == world.rank {
+            guard cams.contains(id) else { throw FileError(path: camIndex, what: "no CAMs for image \(id); run infer-cam on this split") }
+            let record = try cams.camRecord(id)
+            guard record.classes.allSatisfy({ $0 + 1 < labelNames.count }) else {
+                throw FileError(path: camIndex, what: "\(id): CAM classes \(record.classes) outside the dataset's \(labelNames.count - 1)")
+            }
+            let truth = try truth(id, width: record.width, height: record.height, prediction: camIndex)
+            let seedsOfImage = CAMSeeds(record)
+            for (t, threshold) in thresholds.enumerated() {
+                matrices[t].add(groundTruth: truth, prediction: seedsOfImage.prediction(threshold: Float(threshold)))
+            }
+            if let seeds {
+                let map = PixelImage(width: record.width, height: record.height, channels: 1,
+                                     pixels: seedsOfImage.prediction(threshold: Float(seedThreshold)))
+                try AtomicFile.write(Data(try PNGCodec.encodeIndexed(map)), to: seeds.appendingPathComponent("\(id).png"))
+            }
+        }
+        for t in matrices.indices { world.allreduce(&matrices[t].counts) }
+        return matrices
     }
 }
 

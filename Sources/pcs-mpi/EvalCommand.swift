@@ -1,6 +1,7 @@
 import ArgumentParser
 import Distributed
 import Foundation
+import Imaging
 import NN
 import Segmentation
 
@@ -8,27 +9,46 @@ import Segmentation
 struct EvalCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval",
-        abstract: "Score label-map predictions against the dataset's masks: per-class IoU, mIoU in both conventions.",
+        abstract: "Score CAM seeds or label maps against the dataset's masks: per-class IoU, mIoU in both conventions.",
         discussion: """
-        --type png reads PREDICTIONS/<id>.png (palette or grey label maps, 255 = ignore) for every id of the shard \
-        set. Ground truth comes from the shards' masks; pixels with ground truth 255 are ignored. Prints the \
-        per-class table (upstream's convention: mean over all classes; deeplab-pytorch's: over classes present) \
-        and writes the numbers as JSON to --out. Under mpirun the images are split over the ranks and the counts \
-        summed, so the result does not depend on the rank count. (CAM-shard input and the threshold sweep arrive \
-        with infer-cam.)
+        --type cam (default) reads the CAM set written by infer-cam (PREDICTIONS/cams-index.json) and makes seeds \
+        with the constant background score --threshold (upstream's 0.46): argmax over (t, N_c…), ties to the lower \
+        index. --sweep START:STOP:STEP scores every threshold in one pass over the data (upstream's --curve is \
+        0.30:0.60:0.01). --type png reads PREDICTIONS/<id>.png label maps (255 = ignore). Ground truth comes from \
+        the shards' masks; pixels with ground truth 255 are ignored. Prints the per-class table (upstream's \
+        convention: mean over all classes; deeplab-pytorch's: over classes present) and writes the numbers as \
+        JSON to --out. Under mpirun the images are split over the ranks and the counts summed, so the result does \
+        not depend on the rank count.
         """)
+
+    enum PredictionType: String, ExpressibleByArgument, CaseIterable { case cam, png }
 
     @Option(help: "Folder of the dataset shards.")
     var data: String
 
     @Option(help: "Shard set name.")
-    var split: String = "val"
+    var split: String = "train"
 
-    @Option(help: "Folder of the predictions.")
+    @Option(help: "Folder of the predictions: infer-cam's output (--type cam) or <id>.png label maps (--type png).")
     var predictions: String
 
-    @Option(help: "Prediction format: png.")
-    var type: String = "png"
+    @Option(help: "Prediction format: cam or png.")
+    var type: PredictionType = .cam
+
+    @Option(help: "Background score of CAM seeds.")
+    var threshold: Double = 0.46
+
+    @Option(help: "Also score the thresholds START:STOP:STEP (STOP excluded) in the same pass, e.g. 0.30:0.60:0.01.")
+    var sweep: String?
+
+    @Option(help: "Write the seeds at --threshold as VOC-palette PNGs <id>.png into this folder (--type cam).")
+    var seeds: String?
+
+    @Option(help: "Write a contact sheet PNG (image, ground truth, CAM overlay, seeds per row) of the first --sheet-images ids (--type cam).")
+    var contactSheet: String?
+
+    @Option(help: "Rows of the contact sheet.")
+    var sheetImages: Int = 8
 
     @Option(help: "JSON report to write (default: PREDICTIONS/eval.json).")
     var out: String?
@@ -36,20 +56,67 @@ struct EvalCommand: ParsableCommand {
     @OptionGroup var global: GlobalOptions
 
     func validate() throws {
-        guard type == "png" else { throw ValidationError("--type must be png (CAM shards arrive with infer-cam); got '\(type)'") }
+        guard threshold >= 0 else { throw ValidationError("--threshold must be ≥ 0; got \(threshold)") }
+        if let sweep, thresholdSweep(sweep) == nil {
+            throw ValidationError("--sweep must be START:STOP:STEP with 0 ≤ START < STOP and STEP > 0; got '\(sweep)'")
+        }
+        if type == .png, sweep != nil || seeds != nil || contactSheet != nil {
+            throw ValidationError("--sweep, --seeds and --contact-sheet need --type cam")
+        }
+        guard sheetImages >= 1 else { throw ValidationError("--sheet-images must be at least 1") }
+    }
+
+    /// The JSON report: the table's numbers at --threshold, plus the sweep.
+    struct Report: Encodable {
+        var type: String
+        var threshold: Double?
+        var result: EvaluationReport
+        var sweep: [SweepPoint]?
+    }
+
+    struct SweepPoint: Encodable {
+        var threshold: Double
+        var meanIoU: Double
+        var deeplabMeanIoU: Double?
     }
 
     func run() throws {
         let world = global.startWorld()
         let dataset = try ShardedDataset(directory: URL(fileURLWithPath: data), name: split)
         let evaluation = SegmentationEvaluation(dataset: dataset)
-        let matrix = try evaluation.countPNGPredictions(in: URL(fileURLWithPath: predictions), world: world)
+        let folder = URL(fileURLWithPath: predictions)
+        var report: Report
+        switch type {
+        case .png:
+            let matrix = try evaluation.countPNGPredictions(in: folder, world: world)
+            report = Report(type: "png", threshold: nil, result: EvaluationReport(matrix, names: evaluation.labelNames, images: dataset.count), sweep: nil)
+        case .cam:
+            let cams = try ShardedDataset.cams(directory: folder, for: dataset)
+            let swept = sweep.flatMap(thresholdSweep) ?? []
+            let matrices = try evaluation.countCAMSeeds(cams, thresholds: [threshold] + swept, world: world,
+                                                        seeds: seeds.map { URL(fileURLWithPath: $0) }, seedThreshold: threshold)
+            let reports = matrices.map { EvaluationReport($0, names: evaluation.labelNames, images: dataset.count) }
+            report = Report(type: "cam", threshold: threshold, result: reports[0],
+                            sweep: sweep == nil ? nil : zip(swept, reports.dropFirst()).map {
+                                SweepPoint(threshold: $0, meanIoU: $1.meanIoU, deeplabMeanIoU: $1.deeplabMeanIoU)
+                            })
+            if world.isRoot, let contactSheet {
+                let ids = Array(dataset.ids.prefix(sheetImages))
+                let sheet = try ContactSheet().render(ids: ids, dataset: dataset, cams: cams, threshold: Float(threshold))
+                try AtomicFile.write(Data(try PNGCodec.encode(sheet)), to: URL(fileURLWithPath: contactSheet))
+                Log.info("eval: contact sheet of \(ids.count) images (image | ground truth | CAM | seeds) in \(contactSheet)")
+            }
+        }
         guard world.isRoot else { return }
-        let report = EvaluationReport(matrix, names: evaluation.labelNames, images: dataset.count)
-        print(report.table)
+        if let threshold = report.threshold { print(String(format: "seeds at background score %.2f", threshold)) }
+        print(report.result.table)
+        if let points = report.sweep, let best = points.max(by: { $0.meanIoU < $1.meanIoU }) {
+            for point in points { print(String(format: "background score %.3f  mIoU %.3f%%", point.threshold, 100 * point.meanIoU)) }
+            print(String(format: "best background score %.3f: mIoU %.3f%%", best.threshold, 100 * best.meanIoU))
+        }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let url = URL(fileURLWithPath: out ?? URL(fileURLWithPath: predictions).appendingPathComponent("eval.json").path)
+        let url = URL(fileURLWithPath: out ?? folder.appendingPathComponent("eval.json").path)
         try AtomicFile.write(try encoder.encode(report), to: url)
     }
 }

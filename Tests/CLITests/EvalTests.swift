@@ -14,6 +14,8 @@ final class EvalTests: XCTestCase {
         var pixelAccuracy: Double?
     }
 
+    struct Wrapped: Decodable { var result: Report }
+
     func testPerfectAndBackgroundPredictionsOnOneAndTwoRanks() throws {
         let dir = try TestSupport.scratchDirectory()
         let synth = dir.appendingPathComponent("synth"), shards = dir.appendingPathComponent("shards")
@@ -35,11 +37,11 @@ final class EvalTests: XCTestCase {
         }
         func evaluate(_ predictions: URL, ranks: Int) throws -> Report {
             let out = dir.appendingPathComponent("eval-\(predictions.lastPathComponent)-\(ranks).json")
-            let arguments = ["eval", "--data", shards.path, "--predictions", predictions.path, "--out", out.path]
+            let arguments = ["eval", "--type", "png", "--split", "val", "--data", shards.path, "--predictions", predictions.path, "--out", out.path]
             let result = ranks == 1 ? try TestSupport.pcsMPI(arguments) : try TestSupport.mpirun(ranks, "pcs-mpi", arguments)
             XCTAssertEqual(result.status, 0, result.stderr)
             if ranks == 1 { XCTAssertTrue(result.stdout.contains("mIoU (all 4 classes, upstream)"), result.stdout) }
-            return try JSONDecoder().decode(Report.self, from: Data(contentsOf: out))
+            return try JSONDecoder().decode(Wrapped.self, from: Data(contentsOf: out)).result
         }
         let one = try evaluate(perfect, ranks: 1), two = try evaluate(perfect, ranks: 2)
         XCTAssertEqual(one, two, "the report does not depend on the rank count")
@@ -52,7 +54,7 @@ final class EvalTests: XCTestCase {
         XCTAssertEqual(flat.meanIoU, flat.iou[0] / 4, accuracy: 1e-12)
 
         try FileManager.default.removeItem(at: perfect.appendingPathComponent("\(ids[0]).png"))
-        let missing = try TestSupport.mpirun(2, "pcs-mpi", ["eval", "--data", shards.path, "--predictions", perfect.path])
+        let missing = try TestSupport.mpirun(2, "pcs-mpi", ["eval", "--type", "png", "--split", "val", "--data", shards.path, "--predictions", perfect.path])
         XCTAssertNotEqual(missing.status, 0)
         XCTAssertTrue(missing.stderr.contains("\(ids[0]).png"), missing.stderr)
     }

@@ -1,0 +1,87 @@
+import Foundation
+import NN
+
+/// The normalised CAMs of one image as they are stored in an output shard (`pcs-mpi infer-cam`).
+///
+/// The item group `/items/<id>` holds `cams` (float32, (K, H0, W0), the original image size) and `classes`
+/// (int32, (K), foreground indices 0-based, background excluded: upstream's `.npy` dict keys). With h5py:
+/// `dict(zip(f["items/ID/classes"][()], f["items/ID/cams"][()]))` is upstream's `out_cam/ID.npy`.
+public struct CAMRecord: Equatable, Sendable {
+    public var id: String
+    public var classes: [Int]
+    public var width: Int
+    public var height: Int
+    public var values: [Float]
+
+    public init(id: String, classes: [Int], width: Int, height: Int, values: [Float]) {
+        precondition(values.count == classes.count * width * height,
+                     "CAMRecord \(id): \(values.count) values for \(classes.count) maps of \(width)x\(height)")
+        self.id = id
+        self.classes = classes
+        self.width = width
+        self.height = height
+        self.values = values
+    }
+}
+
+/// The attributes that tie a CAM shard set to the dataset it was computed on.
+public enum CAMSetAttributes {
+    /// Shard set name of CAM outputs.
+    public static let name = "cams"
+    public static let dataset = "dataset"
+    public static let datasetFingerprint = "dataset_fingerprint"
+    public static let settings = "settings"
+}
+
+extension ShardIndex {
+    /// A fingerprint of the set's identity: its name, class names and ids in order (FNV-1a, 64 bits, hex).
+    public var fingerprint: String {
+        var hash = FNV1a()
+        hash.mix(name)
+        hash.mix(attributes["class_names"] ?? "")
+        for id in ids { hash.mix(id) }
+        return hash.hex
+    }
+}
+
+extension ShardWriter {
+    /// Adds the CAMs of one image as one item group.
+    public func add(_ record: CAMRecord) throws {
+        try add(id: record.id) { file, group in
+            try file.write("\(group)/cams", record.values, shape: [record.classes.count, record.height, record.width])
+            try file.write("\(group)/classes", record.classes.map { Int32($0) }, shape: [record.classes.count])
+        }
+    }
+}
+
+extension ShardReader {
+    /// Reads the CAMs of `id` from this shard.
+    public func camRecord(_ id: String) throws -> CAMRecord {
+        let group = try group(for: id)
+        let (values, shape) = try file.read("\(group)/cams", as: Float.self)
+        let classes: [Int32] = try file.read("\(group)/classes").values
+        guard shape.count == 3, shape[0] == classes.count else {
+            throw HDF5Error(file: url.path, what: "item \(id): cams \(shape) do not match \(classes.count) classes")
+        }
+        return CAMRecord(id: id, classes: classes.map { Int($0) }, width: shape[2], height: shape[1], values: values)
+    }
+}
+
+extension ShardedDataset {
+    /// Reads the CAMs of `id` from whichever shard holds them.
+    public func camRecord(_ id: String) throws -> CAMRecord {
+        try locate(id).reader.camRecord(id)
+    }
+
+    /// Opens a CAM set and checks that it was computed on `dataset` (same name, classes and ids).
+    public static func cams(directory: URL, for dataset: ShardedDataset) throws -> ShardedDataset {
+        let cams = try ShardedDataset(directory: directory, name: CAMSetAttributes.name)
+        let indexPath = ShardIndex.url(directory: directory, name: CAMSetAttributes.name).path
+        let madeFor = cams.index.attributes[CAMSetAttributes.dataset] ?? "?"
+        guard madeFor == dataset.index.name,
+              cams.index.attributes[CAMSetAttributes.datasetFingerprint] == dataset.index.fingerprint else {
+            throw FileError(path: indexPath, what: "CAMs were computed on shard set '\(madeFor)' (fingerprint \(cams.index.attributes[CAMSetAttributes.datasetFingerprint] ?? "?")), not on '\(dataset.index.name)' of \(dataset.directory.path) (\(dataset.index.fingerprint))")
+        }
+        return cams
+    }
+}

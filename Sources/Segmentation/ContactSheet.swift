@@ -1,0 +1,90 @@
+import Distributed
+import Foundation
+import Imaging
+import NN
+
+/// A PNG grid to look at seeds at a glance: one row per image with four cells, left to right: the image, its
+/// ground truth (VOC palette), the CAM overlay (jet colours of the largest class CAM at each pixel, on the image)
+/// and the seeds at the evaluation threshold (VOC palette). Cells are scaled to fit `cell` (PIL bilinear for the
+/// image and overlay, nearest for label maps so no colours are invented), on a white canvas with a gap.
+public struct ContactSheet {
+    public var cell: (width: Int, height: Int) = (160, 120)
+    public var gap = 4
+
+    public init() {}
+
+    /// The sheet of `ids` (in order) from the dataset, its CAM set and the threshold.
+    public func render(ids: [String], dataset: ShardedDataset, cams: ShardedDataset, threshold: Float) throws -> PixelImage {
+        let columns = 4
+        var sheet = PixelImage(width: gap + columns * (cell.width + gap), height: gap + ids.count * (cell.height + gap), channels: 3)
+        sheet.pixels = [UInt8](repeating: 255, count: sheet.pixels.count)
+        for (row, id) in ids.enumerated() {
+            let record = try dataset.record(id)
+            let image = try ImageFile.decodeRGB(record.image, name: "\(dataset.index.name)/\(id)")
+            let truth = try record.mask.map { try PNGCodec.decodeIndices($0, name: "\(dataset.index.name)/\(id) mask") }
+            let cam = try cams.camRecord(id)
+            let seeds = CAMSeeds(cam)
+            var strongest = seeds.best
+            for i in strongest.indices where !strongest[i].isFinite { strongest[i] = 0 }
+            let cells = [
+                image,
+                truth.map(Self.colour) ?? PixelImage(width: image.width, height: image.height, channels: 3),
+                Self.overlay(strongest, on: image),
+                Self.colour(PixelImage(width: cam.width, height: cam.height, channels: 1, pixels: seeds.prediction(threshold: threshold))),
+            ]
+            for (column, picture) in cells.enumerated() {
+                paste(picture, into: &sheet, x: gap + column * (cell.width + gap), y: gap + row * (cell.height + gap),
+                      filter: column == 1 || column == 3 ? nil : .bilinear)
+            }
+        }
+        return sheet
+    }
+
+    /// Label indices to VOC palette colours (RGB).
+    static func colour(_ labels: PixelImage) -> PixelImage {
+        var out = PixelImage(width: labels.width, height: labels.height, channels: 3)
+        for (i, v) in labels.pixels.enumerated() {
+            let c = VOCPalette.color(of: Int(v))
+            out.pixels[i * 3] = c[0]
+            out.pixels[i * 3 + 1] = c[1]
+            out.pixels[i * 3 + 2] = c[2]
+        }
+        return out
+    }
+
+    /// The map in jet colours blended half and half with the image.
+    static func overlay(_ map: [Float], on image: PixelImage) -> PixelImage {
+        var out = image
+        for i in 0..<(image.width * image.height) {
+            let level = UInt8(clamping: Int((255 * max(0, min(1, map[i]))).rounded(.towardZero)))
+            let jet = JetColormap.rgb(level)
+            for ch in 0..<3 { out.pixels[i * 3 + ch] = UInt8((Float(image.pixels[i * 3 + ch]) + 255 * jet[ch]) / 2) }
+        }
+        return out
+    }
+
+
+    /// Scales `picture` to fit the cell (keeping its aspect ratio) and copies it in at (x, y).
+    func paste(_ picture: PixelImage, into sheet: inout PixelImage, x: Int, y: Int, filter: PILResize.Filter?) {
+        let scale = min(Double(cell.width) / Double(picture.width), Double(cell.height) / Double(picture.height))
+        let w = max(1, Int(Double(picture.width) * scale)), h = max(1, Int(Double(picture.height) * scale))
+        let fitted: PixelImage
+        if let filter {
+            fitted = PILResize.resize(picture, width: w, height: h, filter: filter)
+        } else {
+            var nearest = PixelImage(width: w, height: h, channels: 3)
+            for yy in 0..<h {
+                for xx in 0..<w {
+                    let sx = min(picture.width - 1, xx * picture.width / w), sy = min(picture.height - 1, yy * picture.height / h)
+                    for ch in 0..<3 { nearest.pixels[(yy * w + xx) * 3 + ch] = picture.pixels[(sy * picture.width + sx) * 3 + ch] }
+                }
+            }
+            fitted = nearest
+        }
+        for yy in 0..<h {
+            for xx in 0..<w {
+                for ch in 0..<3 { sheet.pixels[((y + yy) * sheet.width + x + xx) * 3 + ch] = fitted.pixels[(yy * w + xx) * 3 + ch] }
+            }
+        }
+    }
+}

@@ -1,0 +1,171 @@
+import ArgumentParser
+import Distributed
+import Foundation
+import NN
+
+/// `pcs-mpi pipeline`: the stages built so far, in order, each run in this process with the MPI world of the
+/// pipeline (see `PipelineManifest` for when a stage is skipped).
+struct PipelineCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pipeline",
+        abstract: "Run the whole pipeline from a YAML file: synth or ingest → train-pc → infer-cam → eval.",
+        discussion: """
+        The YAML file names the run folder (`run: DIR`) and gives each stage's options as a mapping, passed to \
+        the stage's command as --key value (see configs/demo.yaml). Stages: \(PipelineCommand.stageNames.joined(separator: ", ")). \
+        `synth` runs when the file has a synth section; otherwise `ingest` needs `root` and `lists` (comma-separated \
+        split lists). Outputs: RUN/synth, RUN/shards, RUN/train-pc, RUN/cams-pc, RUN/eval-pc (eval.json, seeds/, \
+        contact-sheet.png) and RUN/manifest.json, which records each stage's commands and a stamp over them and \
+        its inputs. A stage whose stamp is unchanged and whose outputs exist is skipped; an interrupted training \
+        or inference stage resumes; --from STAGE redoes that stage and every later one.
+        """)
+
+    static let stageNames = ["synth", "ingest", "train-pc", "infer-cam", "eval"]
+
+    @Option(help: "The pipeline's YAML file.")
+    var config: String
+
+    @Option(help: "Redo this stage and every later one, even if they are complete: \(PipelineCommand.stageNames.joined(separator: ", ")).")
+    var from: String?
+
+    @Option(help: "Stop after this stage.")
+    var until: String?
+
+    @OptionGroup var global: GlobalOptions
+
+    func validate() throws {
+        for (flag, stage) in [("--from", from), ("--until", until)] {
+            if let stage, !Self.stageNames.contains(stage) {
+                throw ValidationError("\(flag) must be one of \(Self.stageNames.joined(separator: ", ")); got '\(stage)'")
+            }
+        }
+    }
+
+    /// One stage: what it reads (earlier stages), what it writes (under the run folder), and its commands.
+    struct Stage {
+        var name: String
+        var inputs: [String]
+        var outputs: [String]
+        /// An interrupted run of the same commands continues from its partial outputs instead of starting over.
+        var resumable = false
+        var commands: () throws -> [[String]]
+    }
+
+    func stages(_ file: PipelineConfig, run: URL) -> [Stage] {
+        let path = { (name: String) in run.appendingPathComponent(name).path }
+        let split = file.value("infer-cam", "split") ?? "train"
+        let model = file.value("train-pc", "model") ?? "pc"
+        let synthetic = file.sections["synth"] != nil
+        func without(_ args: [String], _ keys: [String]) -> [String] {
+            var out: [String] = [], skip = false
+            for a in args {
+                if skip { skip = false; continue }
+                if keys.contains(where: { a == "--\($0)" }) { skip = true; continue }
+                out.append(a)
+            }
+            return out
+        }
+        var list: [Stage] = []
+        if synthetic {
+            list.append(Stage(name: "synth", inputs: [], outputs: ["synth"]) {
+                [["synth", "--out", path("synth")] + file.arguments("synth")]
+            })
+        }
+        list.append(Stage(name: "ingest", inputs: synthetic ? ["synth"] : [], outputs: ["shards"]) {
+            let root = synthetic ? path("synth") : file.value("ingest", "root")
+            let lists = synthetic
+                ? ["train", "val"].map { path("synth/ImageSets/Segmentation/\($0).txt") }
+                : (file.value("ingest", "lists") ?? "").split(separator: ",").map(String.init)
+            guard let root, !lists.isEmpty else {
+                throw ConfigError(file: file.file, line: nil, "without a synth section, `ingest` needs `root` and `lists`")
+            }
+            return lists.map { ["ingest", "voc", "--root", root, "--split", $0, "--out", path("shards")]
+                + without(file.arguments("ingest"), ["root", "lists"]) }
+        })
+        list.append(Stage(name: "train-pc", inputs: ["ingest"], outputs: ["train-pc"], resumable: true) {
+            [["train-pc", "--data", path("shards"), "--out", path("train-pc"), "--resume", "auto"] + file.arguments("train-pc")]
+        })
+        list.append(Stage(name: "infer-cam", inputs: ["train-pc"], outputs: ["cams-pc"], resumable: true) {
+            guard let weights = TrainCheckpoint.newest(in: run.appendingPathComponent("train-pc")) else {
+                throw FileError(path: path("train-pc"), what: "no checkpoint to run infer-cam with")
+            }
+            return [["infer-cam", "--data", path("shards"), "--split", split, "--out", path("cams-pc"), "--model", model,
+                     "--weights", weights.path] + without(file.arguments("infer-cam"), ["split"])]
+        })
+        list.append(Stage(name: "eval", inputs: ["infer-cam"], outputs: ["eval-pc"]) {
+            [["eval", "--data", path("shards"), "--split", split, "--predictions", path("cams-pc"),
+              "--out", path("eval-pc/eval.json"), "--seeds", path("eval-pc/seeds"),
+              "--contact-sheet", path("eval-pc/contact-sheet.png")] + file.arguments("eval")]
+        })
+        return list
+    }
+
+    func run() throws {
+        let world = global.startWorld()
+        let file = try PipelineConfig.load(config)
+        let run = URL(fileURLWithPath: file.run)
+        let known = Set(Self.stageNames)
+        if let unknown = file.sections.keys.sorted().first(where: { !known.contains($0) }) {
+            throw ConfigError(file: config, line: nil, "unknown stage `\(unknown)`; stages are \(Self.stageNames.joined(separator: ", "))")
+        }
+        if world.isRoot { try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true) }
+        world.barrier()
+        var manifest = PipelineManifest.read(run)
+        manifest.config = (try? String(contentsOfFile: config, encoding: .utf8)) ?? ""
+        let all = stages(file, run: run)
+        let firstForced = from.flatMap { name in all.firstIndex { $0.name == name } } ?? all.count
+        var stamps: [String: String] = [:]
+        for (position, stage) in all.enumerated() {
+            let commands = try stage.commands()
+            let stamp = PipelineManifest.stamp(commands: commands, inputs: stage.inputs.map { stamps[$0] ?? "" })
+            stamps[stage.name] = stamp
+            let outputsExist = stage.outputs.allSatisfy { FileManager.default.fileExists(atPath: run.appendingPathComponent($0).path) }
+            let previous = manifest.stages[stage.name]
+            let forced = position >= firstForced
+            if !forced, let previous, previous.stamp == stamp, !previous.finished.isEmpty, outputsExist {
+                if world.isRoot { Log.info("pipeline: \(stage.name) is up to date (finished \(previous.finished)); skipped") }
+            } else {
+                let resume = !forced && stage.resumable && previous?.stamp == stamp
+                if world.isRoot {
+                    if !resume {
+                        for output in stage.outputs { try? FileManager.default.removeItem(at: run.appendingPathComponent(output)) }
+                    }
+                    manifest.stages[stage.name] = PipelineManifest.Entry(stamp: stamp, commands: commands, outputs: stage.outputs, finished: "")
+                    try manifest.write(run)
+                    Log.info("pipeline: \(stage.name)\(resume ? " (resuming)" : "")")
+                }
+                world.barrier()
+                for arguments in commands { try runStage(stage.name, arguments) }
+                if world.isRoot {
+                    manifest.stages[stage.name]?.finished = ISO8601DateFormatter().string(from: Date())
+                    try manifest.write(run)
+                }
+                world.barrier()
+            }
+            if stage.name == until { break }
+        }
+        if world.isRoot, let data = FileManager.default.contents(atPath: run.appendingPathComponent("eval-pc/eval.json").path),
+           let report = try? JSONDecoder().decode(EvalSummary.self, from: data) {
+            Log.info(String(format: "pipeline: PC seed mIoU %.2f%% (upstream convention, background score %.2f); contact sheet %@",
+                            100 * report.result.meanIoU, report.threshold ?? 0, run.appendingPathComponent("eval-pc/contact-sheet.png").path))
+        }
+    }
+
+    struct EvalSummary: Decodable {
+        struct Result: Decodable { var meanIoU: Double }
+        var threshold: Double?
+        var result: Result
+    }
+
+    /// Parses and runs one stage command in this process, with the pipeline's global options.
+    private func runStage(_ name: String, _ arguments: [String]) throws {
+        let globals = ["--log-level", global.logLevel.rawValue] + (global.threads.map { ["--threads", String($0)] } ?? [])
+        var command: ParsableCommand
+        do {
+            command = try PCSMPI.parseAsRoot(arguments + globals)
+        } catch {
+            throw ConfigError(file: config, line: nil, "stage \(name): " + PCSMPI.message(for: error)
+                .split(whereSeparator: \.isNewline).joined(separator: "; "))
+        }
+        try command.run()
+    }
+}
