@@ -158,8 +158,10 @@ public final class TrainLoop<Stage: TrainingStage> {
                 Log.info("train: stop requested; checkpoint \(url.lastPathComponent) written at step \(step); resume with --resume auto")
                 return .preempted(checkpoint: url)
             }
-            // The final epoch always ends with a checkpoint, whatever the rule, so every run leaves its model.
-            if position.batch == 0, config.writesCheckpoint(afterEpoch: position.epoch - 1) || position.epoch == config.epochs {
+            // The final epoch always ends with a checkpoint, whatever the rule, and so does a run cut short by
+            // --max-steps: every run leaves its model.
+            let epochCheckpoint = position.batch == 0 && (config.writesCheckpoint(afterEpoch: position.epoch - 1) || position.epoch == config.epochs)
+            if epochCheckpoint || (config.maxSteps > 0 && step == config.maxSteps) {
                 loader.drain() // HDF5 is not thread-safe: the next batch's reads finish before the checkpoint is written
                 try checkpoint(step: step, position: position, random: augmentation, optimizer: optimizer, names: names)
             }
