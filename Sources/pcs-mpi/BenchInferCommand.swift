@@ -1,0 +1,98 @@
+import ArgumentParser
+import Distributed
+import Foundation
+import Imaging
+import NN
+import PCSformer
+import Segmentation
+
+/// `pcs-mpi bench infer`: the 8-pass CAM inference of spec §4 on 500×375 images, through `infer-cam` under mpirun.
+struct BenchInferCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "infer",
+        abstract: "Multi-scale CAM inference throughput (8 passes per 500x375 image) at each RANKSxTHREADS layout, with GFLOP/s and peak memory.",
+        discussion: """
+        Generates a synthetic dataset of 500x375 images, saves a randomly initialised network, counts the FLOPs \
+        of one image's 8 passes in this process, measures the OpenBLAS sgemm peak, then runs `infer-cam` under \
+        `mpirun -n R --threads T` for each layout and reads its infer-cam-stats.json. Images/s is end to end \
+        (decode, pyramid, 8 passes, combination, HDF5 output), the first image included. Run it as one process, \
+        from a release build. scripts/bench/bench_infer_torch.py measures PyTorch on the same images.
+        """)
+
+    @Option(help: "Network: pc, sp or tiny-pc.")
+    var model: ModelVariant = .pc
+
+    @Option(help: "Layouts as RANKSxTHREADS, comma-separated.")
+    var layouts: String = "1x2,2x1"
+
+    @Option(help: "Images per layout.")
+    var images: Int = 8
+
+    @Option(help: "Classes present per image (the CAMs combined and saved per image).")
+    var classesPerImage: Int = 2
+
+    @Option(help: "Scratch folder (default: a new temporary folder, removed afterwards). The images are in DIR/synth/JPEGImages.")
+    var dir: String?
+
+    @OptionGroup var global: GlobalOptions
+
+    var parsedLayouts: [(ranks: Int, threads: Int)] {
+        layouts.split(separator: ",").compactMap { item in
+            let p = item.split(separator: "x").compactMap { Int($0) }
+            return p.count == 2 && p[0] > 0 && p[1] > 0 ? (p[0], p[1]) : nil
+        }
+    }
+
+    func validate() throws {
+        guard !parsedLayouts.isEmpty, parsedLayouts.count == layouts.split(separator: ",").count else {
+            throw ValidationError("--layouts must be RANKSxTHREADS[,…], e.g. 1x2,2x1; got '\(layouts)'")
+        }
+        guard images >= 1, (1...20).contains(classesPerImage) else { throw ValidationError("--images must be ≥ 1 and --classes-per-image 1…20") }
+    }
+
+    func run() throws {
+        let world = global.startWorld()
+        guard world.size == 1 else { throw ValidationError("bench infer launches mpirun itself; run it without mpirun") }
+        let scratch = dir.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory.appendingPathComponent("pcs-mpi-bench-infer-\(getpid())")
+        defer { if dir == nil { try? FileManager.default.removeItem(at: scratch) } }
+        let synth = scratch.appendingPathComponent("synth"), shards = scratch.appendingPathComponent("shards")
+        try SyntheticDatasetWriter(config: SyntheticConfig(width: 500, height: 375, classes: 20, seed: 7), images: images, valFraction: 0)
+            .write(to: synth, world: world)
+        let ingest = DatasetIngest(name: "train", directory: shards, shardCount: 2, classNames: SyntheticScene.classNames(count: 20))
+        let source = try VOCIngestSource(root: synth, list: synth.appendingPathComponent("ImageSets/Segmentation/train.txt"), masks: nil, saliency: nil)
+        _ = try ingest.run(count: source.ids.count, world: world) { index in
+            // Every image gets the same number of present classes, so the work per image is what --classes-per-image says.
+            var record = try source.record(index)
+            record.label = (0..<20).map { $0 < classesPerImage ? 1 : 0 }
+            return record
+        }
+
+        let conformer = Conformer(model.config(), seed: 1)
+        conformer.setBatchNormMode(.inference)
+        let weights = scratch.appendingPathComponent("model.h5")
+        try conformer.stateDict().save(to: weights.path)
+        let peak = SgemmPeak.measure()
+        let dataset = try ShardedDataset(directory: shards, name: "train")
+        let record = try dataset.record(dataset.ids[0])
+        let image = try ImageFile.decodeRGB(record.image, name: dataset.ids[0])
+        let cam = MultiScaleCAM(model: conformer)
+        _ = cam(image, label: record.label)
+        let before = FlopCounter.count
+        _ = cam(image, label: record.label)
+        let flopsPerImage = FlopCounter.count - before
+
+        print(String(format: "bench infer: %@, %d images of 500x375, %d classes each, 8 passes (%.1f GFLOP per image in convolutions and products); sgemm peak %.0f GFLOP/s",
+                     model.rawValue, images, classesPerImage, flopsPerImage / 1e9, peak))
+        print("layout          images/s   s/image   GFLOP/s   % sgemm   peak MiB/rank")
+        for (ranks, threads) in parsedLayouts {
+            let out = scratch.appendingPathComponent("cams-\(ranks)x\(threads)")
+            try MPILauncher.run(MPILauncher.currentExecutable, ranks: ranks, arguments: [
+                "infer-cam", "--data", shards.path, "--out", out.path, "--model", model.rawValue, "--weights", weights.path,
+                "--threads", "\(threads)", "--log-level", "warning"])
+            let stats = try JSONDecoder().decode(InferStats.self, from: Data(contentsOf: out.appendingPathComponent("infer-cam-stats.json")))
+            let rate = Double(stats.images) / stats.seconds
+            print(String(format: "%2d rank × %d thr %9.3f %9.2f %9.0f %8.0f%% %12.0f", ranks, threads, rate, 1 / rate,
+                         rate * flopsPerImage / 1e9, 100 * rate * flopsPerImage / 1e9 / peak, stats.peakMiBPerRank))
+        }
+    }
+}
