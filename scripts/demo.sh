@@ -1,21 +1,19 @@
 #!/usr/bin/env bash
 # The main job on the generated synthetic dataset under `mpirun -n 2`: installs what is missing, builds in
-# release mode, generates the dataset, packs it into HDF5 shards and trains the PC network (tiny configuration)
-# from random weights. Later stages (CAM inference, evaluation, SP, ...) join as they are built.
+# release mode and runs the pipeline of configs/demo.yaml: synth → ingest → train-pc (tiny network, random
+# weights) → infer-cam → eval, ending with the seed mIoU table and a contact sheet. A second run skips the
+# stages that are complete (runs/demo/manifest.json); `--from STAGE` as an argument redoes from there.
 # Outputs go to ${RUN_DIR:-runs/demo}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-debian.sh
 source scripts/mpi-env.sh
 swift build -c release --product pcs-mpi
-bin=.build/release/pcs-mpi
+config=configs/demo.yaml
+if [ -n "${RUN_DIR:-}" ]; then
+  config=$(mktemp --suffix=.yaml)
+  sed "s|^run: .*|run: $RUN_DIR|" configs/demo.yaml > "$config"
+fi
+mpirun -n 2 --oversubscribe --bind-to none .build/release/pcs-mpi pipeline --config "$config" "$@" </dev/null
 run=${RUN_DIR:-runs/demo}
-mpi=(mpirun -n 2 --oversubscribe --bind-to none)
-"${mpi[@]}" "$bin" synth --out "$run/synth" --images 400 --size 160x120 --classes 5 --seed 1 </dev/null
-for split in train val; do
-  "${mpi[@]}" "$bin" ingest voc --root "$run/synth" --split "$run/synth/ImageSets/Segmentation/$split.txt" \
-    --out "$run/shards" --shards 4 </dev/null
-done
-"${mpi[@]}" "$bin" train-pc --data "$run/shards" --split train --out "$run/train-pc" --model tiny-pc \
-  --epochs ${EPOCHS:-30} --batch 8 --crop 128 --pair 64 --resize-long 128:192 --lr 2e-3 --resume auto </dev/null
-echo "demo: dataset in $run/synth, shards in $run/shards, PC checkpoints and metrics in $run/train-pc"
+echo "demo: seeds in $run/eval-pc/seeds, report $run/eval-pc/eval.json, contact sheet $run/eval-pc/contact-sheet.png"
