@@ -63,6 +63,11 @@ extension ShardReader {
 }
 
 extension ShardReader {
+    /// The image-level label vector of `id` alone (nothing else is read).
+    public func label(_ id: String) throws -> [Float] {
+        try file.read("\(try group(for: id))/label").values
+    }
+
     /// The stored image's width and height (from its attributes; nothing is decoded).
     public func imageSize(_ id: String) throws -> (width: Int, height: Int) {
         let group = try group(for: id)

@@ -51,7 +51,8 @@ public struct PCTrainAugmentation: Equatable, Sendable {
         return Draws(long: long, flip: flip, jitter: jitterParameters, crop: placement)
     }
 
-    /// The augmented crop (`cropSize`² float CHW, RGB) and its pair (`pairSize`² float CHW).
+    /// The augmented crop (`cropSize`² float CHW, RGB) and its pair (`pairSize`² float CHW; empty when `pairSize`
+    /// is 0, as the SP stage trains without a pair).
     public func apply(_ image: PixelImage, rng: inout SeededRandom) -> (image: [Float], pair: [Float]) {
         apply(image, draws: draw(width: image.width, height: image.height, rng: &rng))
     }
@@ -64,7 +65,7 @@ public struct PCTrainAugmentation: Equatable, Sendable {
         pixels = ColorJitter.apply(pixels, draws.jitter)
         let normalized = normalization.apply(pixels)
         let cropped = crop.apply(normalized, width: pixels.width, height: pixels.height, channels: 3, placement: draws.crop)
-        let pair = PairResize.apply(cropped, channels: 3, size: crop.size, to: pairSize)
+        let pair = pairSize > 0 ? PairResize.apply(cropped, channels: 3, size: crop.size, to: pairSize) : []
         return (cropped, pair)
     }
 }

@@ -31,9 +31,11 @@ public struct KMeansResult: Equatable, Sendable {
 /// With `restarts` > 1 the run with the lowest inertia is kept; as scikit-learn, a later run replaces the best
 /// only if its inertia is lower *and* its partition differs (not a mere relabelling). Restart r draws from
 /// `SeededRandom(seed: seed).derived(r)`, so each class's result depends only on its own seed, never on which
-/// rank or thread computes it. Differences from scikit-learn that can change labels: a different random stream
-/// (the draws follow the same algorithm), and exact (not float32 fast-form) distance comparisons, which makes
-/// the labels the true argmin and independent of BLAS blocking and thread count.
+/// rank or thread computes it. Differences from scikit-learn: a different random stream (the draws follow the same
+/// algorithm); exact (not float32 fast-form) distance comparisons, which make the labels the true argmin and
+/// independent of BLAS blocking and thread count; centre sums in Double (scikit-learn: float32); with several empty
+/// clusters, the farthest sample goes to the lowest empty id (scikit-learn's `argpartition` leaves that order open).
+/// From the same initial centres the iterations match scikit-learn's (see KMeansTests).
 public struct KMeans: Sendable {
     public var k: Int
     public var maxIterations: Int
@@ -111,7 +113,7 @@ public struct KMeans: Sendable {
         let n = points.rows
         let trials = 2 + Int(log(Double(k)))
         var indices = [min(Int(rng.nextDouble() * Double(n)), n - 1)]
-        var closest = points.squaredDistances(toRow: indices[0])
+        var closest = points.squaredDistances(toRows: indices)[0]
         var potential = closest.reduce(0, +)
         for _ in 1..<k {
             // Inverse CDF: the first i with cumsum[i] ≥ u·Σ (numpy's searchsorted, side "left"), clipped to n − 1.
@@ -124,8 +126,7 @@ public struct KMeans: Sendable {
                 return min(lo, n - 1)
             }
             var bestTrial: (index: Int, potential: Double, distances: [Double])?
-            for candidate in candidates {
-                var distances = points.squaredDistances(toRow: candidate)
+            for (candidate, var distances) in zip(candidates, points.squaredDistances(toRows: candidates)) {
                 for i in 0..<n { distances[i] = min(distances[i], closest[i]) }
                 let p = distances.reduce(0, +)
                 if bestTrial == nil || p < bestTrial!.potential { bestTrial = (candidate, p, distances) }
@@ -171,11 +172,18 @@ public struct KMeans: Sendable {
         let (n, d) = (points.rows, points.columns)
         var sums = [Double](repeating: 0, count: k * d)
         var counts = [Int](repeating: 0, count: k)
+        for j in labels { counts[j] += 1 }
+        // Threads take disjoint column ranges and each adds the samples in order: the sums do not depend on them.
         points.data.withUnsafeBufferPointer { x in
-            for i in 0..<n {
-                let j = labels[i]
-                counts[j] += 1
-                for f in 0..<d { sums[j * d + f] += Double(x[i * d + f]) }
+            sums.withUnsafeMutableBufferPointer { s in
+                labels.withUnsafeBufferPointer { l in
+                    KMeansPoints.forEachChunk(d) { range in
+                        for i in 0..<n {
+                            let row = x.baseAddress! + i * d, sum = s.baseAddress! + l[i] * d
+                            for f in range { sum[f] += Double(row[f]) }
+                        }
+                    }
+                }
             }
         }
         let empty = (0..<k).filter { counts[$0] == 0 }
@@ -280,19 +288,21 @@ final class KMeansPoints {
         data.withUnsafeBufferPointer { exactSquaredDistance($0.baseAddress! + i * columns, c, columns) }
     }
 
-    /// ‖xᵢ − x_r‖² for every i.
-    func squaredDistances(toRow r: Int) -> [Double] {
-        var out = [Double](repeating: 0, count: rows)
-        let d = columns
+    /// out[t][i] = ‖xᵢ − x_{r_t}‖², in one pass over the data (it is read once for all the rows r_t).
+    func squaredDistances(toRows targets: [Int]) -> [[Double]] {
+        var out = [Double](repeating: 0, count: targets.count * rows)
+        let d = columns, n = rows
         data.withUnsafeBufferPointer { x in
             out.withUnsafeMutableBufferPointer { o in
                 let origin = x.baseAddress!
                 Self.forEachChunk(rows) { range in
-                    for i in range { o[i] = exactSquaredDistance(origin + i * d, origin + r * d, d) }
+                    for i in range {
+                        for (t, r) in targets.enumerated() { o[t * n + i] = exactSquaredDistance(origin + i * d, origin + r * d, d) }
+                    }
                 }
             }
         }
-        return out
+        return targets.indices.map { Array(out[($0 * n)..<(($0 + 1) * n)]) }
     }
 
     /// The E-step: labels[i] = argmin_j ‖xᵢ − c_j‖², the lowest j among exact ties.

@@ -1,0 +1,109 @@
+import Foundation
+import NN
+
+/// The SP stage's sub-category labels (spec §6.2): for each image, one bit per present class c at c·k + j, where j
+/// is the image's cluster in class c's k-means. Rows are the training images in dataset order, looked up by id.
+///
+/// Note: Alignment (spec §6.3, §12 Q1). Upstream builds a "merged" list, the images of class 0, then of class 1, …
+/// (an image with n classes appears n times), sums each image's one-hot vectors into a multi-hot one, keeps each
+/// image's first merged position ("kept" order: lowest class first, dataset order within it) and writes the
+/// labels in kept order, but the SP dataset reads row i for the i-th image of the dataset: nearly every image is
+/// trained with another image's vector. By default the vector of image i is its own (aligned by id, as SC-CAM
+/// does). `upstreamCompatible` reproduces the published behaviour: the row at dataset position i is the i-th kept
+/// row. The kept order and its rows are stored as well, as upstream's files hold them.
+public struct SubCategoryLabels: Equatable {
+    public var k: Int
+    public var classes: Int
+    /// Dataset ids; row r of `labels` is what training gives image `ids[r]`.
+    public var ids: [String]
+    /// ids.count × (classes · k), 0/1.
+    public var labels: [Float]
+    /// Upstream's kept order of the ids and the multi-hot rows in that order.
+    public var keptIDs: [String]
+    public var keptLabels: [Float]
+    public var upstreamCompatible: Bool
+
+    public var width: Int { classes * k }
+
+    /// Builds the labels from the image-level labels (dataset order) and, per class c, the cluster of each image
+    /// holding c (in dataset order: the k-means input order).
+    public static func build(ids: [String], imageLabels: [[Float]], clusters: [[Int]], k: Int,
+                             upstreamCompatible: Bool) throws -> SubCategoryLabels {
+        let classes = clusters.count
+        precondition(imageLabels.count == ids.count && imageLabels.allSatisfy { $0.count == classes },
+                     "SubCategoryLabels: \(imageLabels.count) label vectors for \(ids.count) ids and \(classes) classes")
+        let width = classes * k
+        var own = [Float](repeating: 0, count: ids.count * width)
+        var kept: [Int] = []
+        var seen = Set<Int>()
+        for c in 0..<classes {
+            let members = ids.indices.filter { imageLabels[$0][c] == 1 }
+            guard members.count == clusters[c].count else {
+                throw FileError(path: "-", what: "class \(c) has \(members.count) images but \(clusters[c].count) cluster assignments")
+            }
+            for (m, i) in members.enumerated() {
+                let j = clusters[c][m]
+                precondition(j >= 0 && j < k, "SubCategoryLabels: cluster \(j) of class \(c) outside 0..<\(k)")
+                own[i * width + c * k + j] = 1
+                if seen.insert(i).inserted { kept.append(i) }
+            }
+        }
+        let keptLabels = kept.flatMap { own[($0 * width)..<(($0 + 1) * width)] }
+        var labels = own
+        if upstreamCompatible {
+            // Row i of the training set gets kept row i; positions beyond the kept rows (images without any class,
+            // where upstream would fail) get an empty vector.
+            labels = [Float](repeating: 0, count: ids.count * width)
+            for r in 0..<min(kept.count, ids.count) {
+                labels.replaceSubrange((r * width)..<((r + 1) * width), with: keptLabels[(r * width)..<((r + 1) * width)])
+            }
+        }
+        return SubCategoryLabels(k: k, classes: classes, ids: ids, labels: labels, keptIDs: kept.map { ids[$0] },
+                                 keptLabels: keptLabels, upstreamCompatible: upstreamCompatible)
+    }
+
+    /// The vector training gives image `id`, if it is listed.
+    public func vector(for id: String) -> ArraySlice<Float>? {
+        guard let r = rowOfID[id] else { return nil }
+        return labels[(r * width)..<((r + 1) * width)]
+    }
+
+    private var rowOfID: [String: Int] { Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($1, $0) }) }
+
+    /// Writes `url` (HDF5: `ids`, `label_200` (N, classes·k), `kept_ids`, `kept_label_200`, attributes `k`,
+    /// `classes`, `alignment`) and `<url without .h5>_ids.txt`, both atomically.
+    public func write(to url: URL) throws {
+        let temporary = AtomicFile.temporaryURL(for: url)
+        let file = try HDF5File.create(temporary.path)
+        try file.writeStrings("/ids", ids)
+        try file.write("/label_200", labels, shape: [ids.count, width])
+        try file.writeStrings("/kept_ids", keptIDs)
+        try file.write("/kept_label_200", keptLabels, shape: [keptIDs.count, width])
+        try file.setAttribute("k", [Int64(k)])
+        try file.setAttribute("classes", [Int64(classes)])
+        try file.setAttribute("alignment", upstreamCompatible ? "upstream (row i = kept row i)" : "by id")
+        try file.flush()
+        file.close()
+        try AtomicFile.commit(temporary, to: url)
+        let list = url.deletingPathExtension().appendingPathExtension("txt")
+        try AtomicFile.write(Data(ids.map { $0 + "\n" }.joined().utf8), to: URL(fileURLWithPath: list.path.replacingOccurrences(of: ".txt", with: "_ids.txt")))
+    }
+
+    public static func read(_ url: URL) throws -> SubCategoryLabels {
+        let file = try HDF5File.open(url.path)
+        guard let k = try file.numericAttribute("k", as: Int64.self)?.first,
+              let classes = try file.numericAttribute("classes", as: Int64.self)?.first, file.exists("/label_200") else {
+            throw HDF5Error(file: url.path, what: "not a sub-category label file (from `pcs-mpi cluster`)")
+        }
+        let ids = try file.readStrings("/ids")
+        let (labels, shape) = try file.read("/label_200", as: Float.self)
+        let keptIDs = try file.readStrings("/kept_ids")
+        let keptLabels: [Float] = try file.read("/kept_label_200").values
+        guard shape == [ids.count, Int(classes * k)] else {
+            throw HDF5Error(file: url.path, what: "label_200 is \(shape), expected [\(ids.count), \(classes * k)]")
+        }
+        let alignment = try file.stringAttribute("alignment") ?? ""
+        return SubCategoryLabels(k: Int(k), classes: Int(classes), ids: ids, labels: labels, keptIDs: keptIDs,
+                                 keptLabels: keptLabels, upstreamCompatible: alignment.hasPrefix("upstream"))
+    }
+}

@@ -1,0 +1,144 @@
+import ArgumentParser
+import Distributed
+import Foundation
+import NN
+import PCSformer
+import Segmentation
+
+/// The options `train-pc` and `train-sp` share. Each setting resolves as "flag, else --config file, else the
+/// stage's default" (`StageDefaults`), and the resolved settings are saved as OUT/config.yaml.
+struct TrainOptions: ParsableArguments {
+    @Option(help: "YAML file of settings (keys are the long option names, e.g. `epochs: 14`, `resize-long: 320:640`); a flag given on the command line wins over the file. The resolved settings are saved as OUT/config.yaml.")
+    var config: String?
+
+    @Option(help: "Folder of the dataset shards (from `pcs-mpi ingest`). Required, here or in --config.")
+    var data: String?
+
+    @Option(help: "Shard set name (NAME-index.json). Default: train.")
+    var split: String?
+
+    @Option(help: "Run folder: checkpoints, metrics.jsonl, TensorBoard events, config.yaml. Required, here or in --config.")
+    var out: String?
+
+    @Option(help: "Network (pc, pc-coco, tiny-pc for train-pc; sp, sp-coco, tiny-sp for train-sp). Default: pc / sp.")
+    var model: ModelVariant?
+
+    @Option(name: .customLong("init"), help: "ImageNet Conformer checkpoint (.pth) to start from (spec §2.7 rules).")
+    var initWeights: String?
+
+    @Option(help: "Epochs. Default: 14 (PC), 20 (SP).")
+    var epochs: Int?
+
+    @Option(help: "Global batch (images per step over all ranks; a multiple of the rank count). Default: 4 (PC), 8 (SP).")
+    var batch: Int?
+
+    @Option(help: "AdamW learning rate (constant). Default: 5e-5.")
+    var lr: Float?
+
+    @Option(help: "AdamW decoupled weight decay. Default: 5e-4.")
+    var weightDecay: Float?
+
+    @Option(help: "Side of the square training crop (a multiple of 16). Default: 512.")
+    var crop: Int?
+
+    @Option(help: "Range of the random long side before cropping, MIN:MAX. Default: 320:640.")
+    var resizeLong: String?
+
+    @Option(help: "Run seed: shuffling, augmentation and initialisation derive from it. Default: 0.")
+    var seed: Int?
+
+    @Option(help: "Resume: a checkpoint path, or `auto` for the newest in --out (nothing there: start fresh).")
+    var resume: String?
+
+    @Option(help: "Compare a parameter checksum across ranks every N steps and stop if they differ (0: never). Default: 0.")
+    var checkSync: Int?
+
+    @Option(help: "Gradient bucket size in MB for the overlapped allreduce. Default: 25.")
+    var bucketMb: Int?
+
+    @Option(help: "Stop after this many steps in all (0: run every epoch). Default: 0.")
+    var maxSteps: Int?
+
+    @Flag(help: "BatchNorm statistics over the global batch (synchronised over the ranks) instead of per rank (upstream's per-GPU statistics, the default).")
+    var syncBn = false
+
+    /// The defaults that differ between the stages (spec §3.5, §6.3).
+    struct StageDefaults {
+        var model: ModelVariant, epochs: Int, batch: Int, allowedModels: [ModelVariant], command: String
+        static let pc = StageDefaults(model: .pc, epochs: 14, batch: 4, allowedModels: [.pc, .pcCOCO, .tinyPC], command: "train-pc")
+        static let sp = StageDefaults(model: .sp, epochs: 20, batch: 8, allowedModels: [.sp, .spCOCO, .tinySP], command: "train-sp")
+    }
+
+    /// The settings after the rule "flag, else --config file, else default", checked.
+    struct Settings {
+        var data: String, split: String, out: String, model: ModelVariant, initWeights: String?
+        var epochs: Int, batch: Int, lr: Float, weightDecay: Float, crop: Int, minLong: Int, maxLong: Int
+        var seed: Int, resume: String?, checkSync: Int, bucketMb: Int, maxSteps: Int, syncBN: Bool
+    }
+
+    func resolve(_ file: inout RunConfig, _ defaults: StageDefaults) throws -> Settings {
+        let resizeLong = try file.resolve("resize-long", flag: self.resizeLong, default: "320:640")
+        let range = resizeLong.split(separator: ":").compactMap { Int($0) }
+        guard range.count == 2, range[0] >= 16, range[0] <= range[1] else {
+            throw ValidationError("--resize-long must be MIN:MAX with 16 ≤ MIN ≤ MAX; got '\(resizeLong)'")
+        }
+        let settings = Settings(
+            data: try file.require("data", flag: data), split: try file.resolve("split", flag: split, default: "train"),
+            out: try file.require("out", flag: out), model: try file.resolve("model", flag: model, default: defaults.model),
+            initWeights: try file.resolveOptional("init", flag: initWeights),
+            epochs: try file.resolve("epochs", flag: epochs, default: defaults.epochs),
+            batch: try file.resolve("batch", flag: batch, default: defaults.batch),
+            lr: try file.resolve("lr", flag: lr, default: 5e-5), weightDecay: try file.resolve("weight-decay", flag: weightDecay, default: 5e-4),
+            crop: try file.resolve("crop", flag: crop, default: 512),
+            minLong: range[0], maxLong: range[1], seed: try file.resolve("seed", flag: seed, default: 0),
+            resume: try file.resolveOptional("resume", flag: resume), checkSync: try file.resolve("check-sync", flag: checkSync, default: 0),
+            bucketMb: try file.resolve("bucket-mb", flag: bucketMb, default: 25), maxSteps: try file.resolve("max-steps", flag: maxSteps, default: 0),
+            syncBN: try file.resolve("sync-bn", flag: syncBn ? true : nil, default: false))
+        guard defaults.allowedModels.contains(settings.model) else {
+            throw ValidationError("--model must be \(defaults.allowedModels.map(\.rawValue).joined(separator: ", ")) for \(defaults.command)")
+        }
+        guard settings.epochs >= 1, settings.batch >= 1 else { throw ValidationError("--epochs and --batch must be at least 1") }
+        guard settings.crop % 16 == 0, settings.crop > 0 else { throw ValidationError("--crop must be a positive multiple of 16") }
+        guard settings.checkSync >= 0, settings.bucketMb >= 1, settings.maxSteps >= 0, settings.seed >= 0 else {
+            throw ValidationError("--check-sync, --max-steps and --seed must be ≥ 0, --bucket-mb ≥ 1")
+        }
+        if let resume = settings.resume, resume != "auto", !FileManager.default.fileExists(atPath: resume) {
+            throw ValidationError("--resume \(resume): no such checkpoint")
+        }
+        return settings
+    }
+
+    /// A Conformer for the stage: fresh (seeded) or from the ImageNet weights, BatchNorm in training mode,
+    /// synchronised over the ranks with --sync-bn.
+    static func model(_ settings: Settings, config: ConformerConfig, world: Communicator) throws -> Conformer {
+        let conformer = Conformer(config, seed: UInt64(settings.seed))
+        if let initWeights = settings.initWeights { try ConformerCheckpoint.loadImageNet(conformer, path: initWeights) }
+        conformer.setBatchNormMode(.training)
+        if settings.syncBN {
+            for bn in conformer.batchNorms { bn.statisticsReducer = { world.allreduce(&$0) } }
+        }
+        return conformer
+    }
+
+    /// Runs the shared training loop for `stage`: config.yaml, metrics, TensorBoard, checkpoints, resume.
+    static func train<Stage: TrainingStage>(_ stage: Stage, settings: Settings, file: RunConfig, world: Communicator, command: String) throws {
+        let runDirectory = URL(fileURLWithPath: settings.out)
+        let loopConfig = TrainLoopConfig(epochs: settings.epochs, globalBatch: settings.batch, learningRate: settings.lr,
+                                         weightDecay: settings.weightDecay, seed: UInt64(settings.seed), checkSync: settings.checkSync,
+                                         bucketMegabytes: settings.bucketMb, maxSteps: settings.maxSteps)
+        let loop = TrainLoop(stage: stage, config: loopConfig, world: world, runDirectory: runDirectory)
+        loop.configRecord = try file.yamlText()
+        if world.isRoot {
+            try FileManager.default.createDirectory(at: runDirectory, withIntermediateDirectories: true)
+            try file.write(to: runDirectory.appendingPathComponent("config.yaml"), header: "pcs-mpi \(command), resolved settings")
+        }
+        let reporter = world.isRoot ? try TrainReporter(directory: runDirectory) : nil
+        loop.report = { reporter?.record($0) }
+        let resumeFrom: URL? = settings.resume == "auto" ? TrainCheckpoint.newest(in: runDirectory) : settings.resume.map { URL(fileURLWithPath: $0) }
+        let outcome = try loop.run(resume: resumeFrom)
+        reporter?.close()
+        if case let .finished(steps) = outcome { Log.info("\(command): \(steps) steps done; checkpoints in \(settings.out)") }
+    }
+}
+
+extension ModelVariant: ConfigRepresentable {}
