@@ -51,10 +51,8 @@ public struct ForwardTool {
         var loss: Tensor?
         if train, let label {
             out = model(x, training: dropPath, cam: method)
-            var total = PCSformerLoss.classification(convLogits: out.convLogits, transLogits: out.transLogits, labels: label)
-            if let subLabel, let sc = out.subConvLogits, let st = out.subTransLogits {
-                total = add(total, scale(multilabelSoftMarginLoss(add(sc, st), subLabel), subLossWeight))
-            }
+            let total = subLabel.map { SPTrainingStage.loss(out, labels: label, subLabels: $0, subLossWeight: subLossWeight) }
+                ?? PCSformerLoss.classification(convLogits: out.convLogits, transLogits: out.transLogits, labels: label)
             total.backward()
             loss = total
         } else {

@@ -8,18 +8,21 @@ import NN
 struct PipelineCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pipeline",
-        abstract: "Run the whole pipeline from a YAML file: synth or ingest → train-pc → infer-cam → eval.",
+        abstract: "Run the whole pipeline from a YAML file: synth or ingest → train-pc → infer-cam → eval → extract-features → cluster → train-sp → infer-cam-sp → eval-sp.",
         discussion: """
         The YAML file names the run folder (`run: DIR`) and gives each stage's options as a mapping, passed to \
         the stage's command as --key value (see configs/demo.yaml). Stages: \(PipelineCommand.stageNames.joined(separator: ", ")). \
         `synth` runs when the file has a synth section; otherwise `ingest` needs `root` and `lists` (comma-separated \
-        split lists). Outputs: RUN/synth, RUN/shards, RUN/train-pc, RUN/cams-pc, RUN/eval-pc (eval.json, seeds/, \
-        contact-sheet.png) and RUN/manifest.json, which records each stage's commands and a stamp over them and \
+        split lists). The SP stages run when the file has a train-sp section; infer-cam-sp and eval-sp take the \
+        infer-cam and eval sections' options unless they have their own. Outputs: RUN/synth, RUN/shards, \
+        RUN/train-pc, RUN/cams-pc, RUN/eval-pc (eval.json, seeds/, contact-sheet.png), RUN/features, RUN/cluster, \
+        RUN/train-sp, RUN/cams-sp, RUN/eval-sp and RUN/manifest.json, which records each stage's commands and a stamp over them and \
         its inputs. A stage whose stamp is unchanged and whose outputs exist is skipped; an interrupted training \
         or inference stage resumes; --from STAGE redoes that stage and every later one.
         """)
 
-    static let stageNames = ["synth", "ingest", "train-pc", "infer-cam", "eval"]
+    static let stageNames = ["synth", "ingest", "train-pc", "infer-cam", "eval",
+                             "extract-features", "cluster", "train-sp", "infer-cam-sp", "eval-sp"]
 
     @Option(help: "The pipeline's YAML file.")
     var config: String
@@ -84,18 +87,50 @@ struct PipelineCommand: ParsableCommand {
         list.append(Stage(name: "train-pc", inputs: ["ingest"], outputs: ["train-pc"], resumable: true) {
             [["train-pc", "--data", path("shards"), "--out", path("train-pc"), "--resume", "auto"] + file.arguments("train-pc")]
         })
-        list.append(Stage(name: "infer-cam", inputs: ["train-pc"], outputs: ["cams-pc"], resumable: true) {
-            guard let weights = TrainCheckpoint.newest(in: run.appendingPathComponent("train-pc")) else {
-                throw FileError(path: path("train-pc"), what: "no checkpoint to run infer-cam with")
+        // CAM inference and evaluation, for the PC network and, with the SP stages, for the SP network.
+        func inference(_ network: String, trained: String, model: String, extra: [String], section: String) -> Stage {
+            let suffix = network == "pc" ? "" : "-\(network)"
+            return Stage(name: "infer-cam\(suffix)", inputs: [trained], outputs: ["cams-\(network)"], resumable: true) {
+                guard let weights = TrainCheckpoint.newest(in: run.appendingPathComponent(trained)) else {
+                    throw FileError(path: path(trained), what: "no checkpoint to run infer-cam with")
+                }
+                return [["infer-cam", "--data", path("shards"), "--split", split, "--out", path("cams-\(network)"), "--model", model,
+                         "--weights", weights.path] + extra + without(file.arguments(section), ["split"])]
             }
-            return [["infer-cam", "--data", path("shards"), "--split", split, "--out", path("cams-pc"), "--model", model,
-                     "--weights", weights.path] + without(file.arguments("infer-cam"), ["split"])]
+        }
+        func evaluation(_ network: String, section: String) -> Stage {
+            let suffix = network == "pc" ? "" : "-\(network)"
+            return Stage(name: "eval\(suffix)", inputs: ["infer-cam\(suffix)"], outputs: ["eval-\(network)"]) {
+                [["eval", "--data", path("shards"), "--split", split, "--predictions", path("cams-\(network)"),
+                  "--out", path("eval-\(network)/eval.json"), "--seeds", path("eval-\(network)/seeds"),
+                  "--contact-sheet", path("eval-\(network)/contact-sheet.png")] + file.arguments(section)]
+            }
+        }
+        list.append(inference("pc", trained: "train-pc", model: model, extra: [], section: "infer-cam"))
+        list.append(evaluation("pc", section: "eval"))
+        guard file.sections["train-sp"] != nil else { return list }
+
+        let trainSplit = file.value("train-pc", "split") ?? "train"
+        let k = file.value("cluster", "k") ?? "10"
+        let spModel = file.value("train-sp", "model") ?? "sp"
+        list.append(Stage(name: "extract-features", inputs: ["train-pc"], outputs: ["features"]) {
+            guard let weights = TrainCheckpoint.newest(in: run.appendingPathComponent("train-pc")) else {
+                throw FileError(path: path("train-pc"), what: "no checkpoint to extract features with")
+            }
+            return [["extract-features", "--data", path("shards"), "--split", trainSplit, "--model", model, "--weights", weights.path,
+                     "--out", path("features/features.h5")] + file.arguments("extract-features")]
         })
-        list.append(Stage(name: "eval", inputs: ["infer-cam"], outputs: ["eval-pc"]) {
-            [["eval", "--data", path("shards"), "--split", split, "--predictions", path("cams-pc"),
-              "--out", path("eval-pc/eval.json"), "--seeds", path("eval-pc/seeds"),
-              "--contact-sheet", path("eval-pc/contact-sheet.png")] + file.arguments("eval")]
+        list.append(Stage(name: "cluster", inputs: ["extract-features"], outputs: ["cluster"]) {
+            [["cluster", "--data", path("shards"), "--split", trainSplit, "--features", path("features/features.h5"),
+              "--out", path("cluster/sub_labels.h5")] + file.arguments("cluster")]
         })
+        list.append(Stage(name: "train-sp", inputs: ["cluster"], outputs: ["train-sp"], resumable: true) {
+            [["train-sp", "--data", path("shards"), "--split", trainSplit, "--labels", path("cluster/sub_labels.h5"),
+              "--out", path("train-sp"), "--resume", "auto"] + file.arguments("train-sp")]
+        })
+        list.append(inference("sp", trained: "train-sp", model: spModel, extra: ["--k", k],
+                              section: file.sections["infer-cam-sp"] != nil ? "infer-cam-sp" : "infer-cam"))
+        list.append(evaluation("sp", section: file.sections["eval-sp"] != nil ? "eval-sp" : "eval"))
         return list
     }
 
@@ -143,10 +178,13 @@ struct PipelineCommand: ParsableCommand {
             }
             if stage.name == until { break }
         }
-        if world.isRoot, let data = FileManager.default.contents(atPath: run.appendingPathComponent("eval-pc/eval.json").path),
-           let report = try? JSONDecoder().decode(EvalSummary.self, from: data) {
-            Log.info(String(format: "pipeline: PC seed mIoU %.2f%% (upstream convention, background score %.2f); contact sheet %@",
-                            100 * report.result.meanIoU, report.threshold ?? 0, run.appendingPathComponent("eval-pc/contact-sheet.png").path))
+        for network in ["pc", "sp"] where world.isRoot {
+            let folder = run.appendingPathComponent("eval-\(network)")
+            guard let data = FileManager.default.contents(atPath: folder.appendingPathComponent("eval.json").path),
+                  let report = try? JSONDecoder().decode(EvalSummary.self, from: data) else { continue }
+            Log.info(String(format: "pipeline: %@ seed mIoU %.2f%% (upstream convention, background score %.2f); contact sheet %@",
+                            network.uppercased(), 100 * report.result.meanIoU, report.threshold ?? 0,
+                            folder.appendingPathComponent("contact-sheet.png").path))
         }
     }
 
