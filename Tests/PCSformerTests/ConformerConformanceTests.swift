@@ -84,4 +84,26 @@ final class ConformerConformanceTests: XCTestCase {
         config.subClasses = 40
         try conformance(name: "conformer_tiny_sp", weights: "conformer_tiny.pth", extraWeights: "conformer_tiny_sp.pth", config: config)
     }
+
+    /// The SP training loss (SPTrainingStage.loss, what train-sp minimises): ℓ20 + w·ℓsub against the fixture's two
+    /// PyTorch losses, for w = 0, 1 and 2.5. (The gradients of w = 1 are checked above through the forward tool,
+    /// which computes the same function.)
+    func testSPTrainingLossAndWeight() throws {
+        let reference = try HDF5File.open(Self.fixtures.appendingPathComponent("conformer_tiny_sp.h5").path)
+        var config = ConformerConfig.tiny
+        config.subClasses = 40
+        let model = Conformer(config, seed: 99)
+        var dict = try StateDict.load(path: Self.fixtures.appendingPathComponent("conformer_tiny.pth").path)
+        for (key, tensor) in try StateDict.load(path: Self.fixtures.appendingPathComponent("conformer_tiny_sp.pth").path).entries { dict[key] = tensor }
+        try model.load(dict, strict: true, source: "conformer_tiny_sp")
+        model.setBatchNormMode(.inference)
+        let (input, shape) = try reference.read("/input", as: Float.self)
+        let label = try reference.read("/label", as: Float.self), sub = try reference.read("/sub_label", as: Float.self)
+        let main: Float = try reference.read("/loss_20").values[0], subLoss: Float = try reference.read("/loss_sub").values[0]
+        let out = Autograd.noGrad { model(Tensor(input, shape: shape), cam: nil) }
+        for w: Float in [0, 1, 2.5] {
+            let loss = SPTrainingStage.loss(out, labels: Tensor(label.values, shape: label.shape), subLabels: Tensor(sub.values, shape: sub.shape), subLossWeight: w)
+            XCTAssertEqual(loss.toArray()[0], main + w * subLoss, accuracy: 1e-5, "w = \(w)")
+        }
+    }
 }
