@@ -2,6 +2,8 @@ import ArgumentParser
 import Distributed
 import Foundation
 import NN
+import Imaging
+import PCSformer
 import Segmentation
 
 struct BenchTrainCommand: ParsableCommand {
@@ -9,17 +11,20 @@ struct BenchTrainCommand: ParsableCommand {
         commandName: "train",
         abstract: "Training throughput at 1 rank × N threads and N ranks × 1 thread (through mpirun), with communication share.",
         discussion: """
-        Generates a synthetic dataset (500x375 images), then runs `train-pc` under `mpirun -n R --threads T` for \
-        each layout in --layouts and reads its metrics.jsonl: images/s (steps after the first), the share of step \
-        time spent waiting for gradient communication that backward did not hide, and the scaling efficiency \
-        relative to the first layout (same cores, different split). Run it as one process, from a release build.
+        Generates a synthetic dataset (500x375 images), then runs `train-pc` (or `train-sp`) under \
+        `mpirun -n R --threads T` for each layout in --layouts and reads its metrics.jsonl: images/s (steps after \
+        the first), the share of step time spent waiting for gradient communication that backward did not hide, \
+        and the scaling efficiency relative to the first layout (same cores, different split). --stage sp trains \
+        on random sub-category labels (one bit per present class) and also times feature extraction (512x512, \
+        this process's threads) and the k-means of one 4,155 × 1,024 class (VOC's person) with k = 10. Run it as \
+        one process, from a release build.
         """)
 
-    @Option(help: "Training stage (pc).")
+    @Option(help: "Training stage: pc or sp.")
     var stage: String = "pc"
 
-    @Option(help: "Network: pc or tiny-pc.")
-    var model: String = "pc"
+    @Option(help: "Network: pc or tiny-pc (sp or tiny-sp with --stage sp; default: the stage's Conformer-S).")
+    var model: String?
 
     @Option(help: "Layouts as RANKSxTHREADS, comma-separated.")
     var layouts: String = "1x2,2x1"
@@ -48,7 +53,7 @@ struct BenchTrainCommand: ParsableCommand {
     }
 
     func validate() throws {
-        guard stage == "pc" else { throw ValidationError("--stage: only pc exists so far; got '\(stage)'") }
+        guard stage == "pc" || stage == "sp" else { throw ValidationError("--stage must be pc or sp; got '\(stage)'") }
         guard !parsedLayouts.isEmpty, parsedLayouts.count == layouts.split(separator: ",").count else {
             throw ValidationError("--layouts must be RANKSxTHREADS[,…], e.g. 1x2,2x1; got '\(layouts)'")
         }
@@ -71,13 +76,20 @@ struct BenchTrainCommand: ParsableCommand {
         _ = try ingest.run(count: source.ids.count, world: world, makeRecord: source.record)
 
         let executable = MPILauncher.currentExecutable
-        print("bench train: stage \(stage), model \(model), global batch \(batch), crop \(crop)/\(pair), \(steps - 1) timed steps")
+        let network = model ?? stage
+        var stageArguments = ["train-pc", "--pair", "\(pair)"]
+        if stage == "sp" {
+            let labels = scratch.appendingPathComponent("sub_labels.h5")
+            try randomSubLabels(try ShardedDataset(directory: shards, name: "train"), k: 10).write(to: labels)
+            stageArguments = ["train-sp", "--labels", labels.path]
+        }
+        print("bench train: stage \(stage), model \(network), global batch \(batch), crop \(crop)\(stage == "pc" ? "/\(pair)" : ""), \(steps - 1) timed steps")
         print("layout        images/s   step s   exposed comm   efficiency")
         var baseline: Double?
         for (ranks, threads) in parsedLayouts {
             let run = scratch.appendingPathComponent("run-\(ranks)x\(threads)")
-            try MPILauncher.run(executable, ranks: ranks, arguments: ["train-pc", "--data", shards.path, "--out", run.path, "--model", model,
-                                                               "--batch", "\(batch)", "--crop", "\(crop)", "--pair", "\(pair)",
+            try MPILauncher.run(executable, ranks: ranks, arguments: stageArguments + ["--data", shards.path, "--out", run.path, "--model", network,
+                                                               "--batch", "\(batch)", "--crop", "\(crop)",
                                                                "--epochs", "1000", "--max-steps", "\(steps)", "--threads", "\(threads)",
                                                                "--log-level", "warning"])
             let rows = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
@@ -92,6 +104,35 @@ struct BenchTrainCommand: ParsableCommand {
             let efficiency = baseline.map { rate / $0 } ?? 1
             if baseline == nil { baseline = rate }
             print(String(format: "%2d rank × %d thr %8.3f %8.2f %11.1f%% %11.0f%%", ranks, threads, rate, stepSeconds, 100 * commShare, 100 * efficiency))
+        }
+        if stage == "sp" { try benchmarkFeaturesAndClustering(shards, network: network, scratch: scratch) }
+    }
+
+    /// One bit per present class at a random cluster: what `cluster` would give, for timing only.
+    func randomSubLabels(_ dataset: ShardedDataset, k: Int) throws -> SubCategoryLabels {
+        let labels = try dataset.ids.map { try dataset.locate($0).reader.label($0) }
+        var rng = SeededRandom(seed: 11)
+        let clusters = (0..<labels[0].count).map { c in labels.filter { $0[c] == 1 }.map { _ in Int(rng.next() % UInt64(k)) } }
+        return try SubCategoryLabels.build(ids: dataset.ids, imageLabels: labels, clusters: clusters, k: k, upstreamCompatible: false)
+    }
+
+    /// Feature extraction in this process (the PC network of the stage's size) and the k-means of one VOC-sized class.
+    func benchmarkFeaturesAndClustering(_ shards: URL, network: String, scratch: URL) throws {
+        let dataset = try ShardedDataset(directory: shards, name: "train")
+        let conformer = Conformer((network.hasPrefix("tiny") ? ModelVariant.tinyPC : .pc).config(classes: 21), seed: 1)
+        conformer.setBatchNormMode(.inference)
+        let extraction = FeatureExtraction(model: conformer)
+        let images = try dataset.ids.prefix(4).map { try ImageFile.decodeRGB(try dataset.record($0).image, name: $0) }
+        _ = extraction(images[0])
+        let start = Date()
+        for image in images { _ = extraction(image) }
+        let seconds = Date().timeIntervalSince(start)
+        print(String(format: "extract-features (512x512, 1 rank, this process's threads): %.2f images/s", Double(images.count) / seconds))
+        print(KMeansBenchmark.run())
+        if dir != nil {
+            let matrix = scratch.appendingPathComponent("kmeans-matrix.h5")
+            try KMeansBenchmark.writeMatrix(matrix.path)
+            print("scikit-learn on the same matrix: python scripts/bench/bench_kmeans_sklearn.py --matrix \(matrix.path) --threads \(ComputeThreads.current)")
         }
     }
 }
