@@ -18,6 +18,8 @@ public struct SubCategoryLabels: Equatable {
     public var ids: [String]
     /// ids.count × (classes · k), 0/1.
     public var labels: [Float]
+    /// ids.count × classes: the image-level labels of the same rows (upstream's `R0_train_label_20.npy`).
+    public var imageLabels: [Float]
     /// Upstream's kept order of the ids and the multi-hot rows in that order.
     public var keptIDs: [String]
     public var keptLabels: [Float]
@@ -58,8 +60,8 @@ public struct SubCategoryLabels: Equatable {
                 labels.replaceSubrange((r * width)..<((r + 1) * width), with: keptLabels[(r * width)..<((r + 1) * width)])
             }
         }
-        return SubCategoryLabels(k: k, classes: classes, ids: ids, labels: labels, keptIDs: kept.map { ids[$0] },
-                                 keptLabels: keptLabels, upstreamCompatible: upstreamCompatible)
+        return SubCategoryLabels(k: k, classes: classes, ids: ids, labels: labels, imageLabels: imageLabels.flatMap { $0 },
+                                 keptIDs: kept.map { ids[$0] }, keptLabels: keptLabels, upstreamCompatible: upstreamCompatible)
     }
 
     /// The vector training gives image `id`, if it is listed.
@@ -70,13 +72,15 @@ public struct SubCategoryLabels: Equatable {
 
     private var rowOfID: [String: Int] { Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($1, $0) }) }
 
-    /// Writes `url` (HDF5: `ids`, `label_200` (N, classes·k), `kept_ids`, `kept_label_200`, attributes `k`,
-    /// `classes`, `alignment`) and `<url without .h5>_ids.txt`, both atomically.
+    /// Writes `url` (HDF5: `ids`, `label_200` (N, classes·k), `label_20` (N, classes), `kept_ids`,
+    /// `kept_label_200`, attributes `k`, `classes`, `alignment`) and `<url without .h5>_ids.txt`, both atomically.
+    /// (`label_200` is named after VOC's 20 · 10 whatever the class count and k, as upstream's files are.)
     public func write(to url: URL) throws {
         let temporary = AtomicFile.temporaryURL(for: url)
         let file = try HDF5File.create(temporary.path)
         try file.writeStrings("/ids", ids)
         try file.write("/label_200", labels, shape: [ids.count, width])
+        try file.write("/label_20", imageLabels, shape: [ids.count, classes])
         try file.writeStrings("/kept_ids", keptIDs)
         try file.write("/kept_label_200", keptLabels, shape: [keptIDs.count, width])
         try file.setAttribute("k", [Int64(k)])
@@ -85,8 +89,7 @@ public struct SubCategoryLabels: Equatable {
         try file.flush()
         file.close()
         try AtomicFile.commit(temporary, to: url)
-        let list = url.deletingPathExtension().appendingPathExtension("txt")
-        try AtomicFile.write(Data(ids.map { $0 + "\n" }.joined().utf8), to: URL(fileURLWithPath: list.path.replacingOccurrences(of: ".txt", with: "_ids.txt")))
+        try AtomicFile.write(Data(ids.map { $0 + "\n" }.joined().utf8), to: URL(fileURLWithPath: url.deletingPathExtension().path + "_ids.txt"))
     }
 
     public static func read(_ url: URL) throws -> SubCategoryLabels {
@@ -99,11 +102,12 @@ public struct SubCategoryLabels: Equatable {
         let (labels, shape) = try file.read("/label_200", as: Float.self)
         let keptIDs = try file.readStrings("/kept_ids")
         let keptLabels: [Float] = try file.read("/kept_label_200").values
+        let imageLabels: [Float] = try file.read("/label_20").values
         guard shape == [ids.count, Int(classes * k)] else {
             throw HDF5Error(file: url.path, what: "label_200 is \(shape), expected [\(ids.count), \(classes * k)]")
         }
         let alignment = try file.stringAttribute("alignment") ?? ""
-        return SubCategoryLabels(k: Int(k), classes: Int(classes), ids: ids, labels: labels, keptIDs: keptIDs,
+        return SubCategoryLabels(k: Int(k), classes: Int(classes), ids: ids, labels: labels, imageLabels: imageLabels, keptIDs: keptIDs,
                                  keptLabels: keptLabels, upstreamCompatible: alignment.hasPrefix("upstream"))
     }
 }

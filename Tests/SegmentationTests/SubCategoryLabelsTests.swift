@@ -25,6 +25,7 @@ final class SubCategoryLabelsTests: XCTestCase {
         XCTAssertEqual(bits(result.vector(for: "d")), [1 * 2 + 1, 2 * 2 + 0])
         // Kept order: the merged list is b, c (class 0), b, d (class 1), a, d (class 2); first occurrences b, c, d, a.
         XCTAssertEqual(result.keptIDs, ["b", "c", "d", "a"])
+        XCTAssertEqual(result.imageLabels, labels.flatMap { $0 }, "the 20-d labels in the same rows")
     }
 
     func testUpstreamCompatibilityReproducesTheMisalignment() throws {

@@ -74,11 +74,19 @@ def main():
             model(x, method="transcam")[:3]
 
     inference = best(max(a.steps, 2), infer)
+    square = torch.rand(1, 3, 512, 512) * 2 - 1
+
+    def features():
+        with torch.no_grad():
+            model(square, method=None)
+
+    extraction = best(max(a.steps, 2), features)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1048576
     rows = [
         {"what": f"SP training step 512, batch {a.batch}" if a.stage == "sp" else f"PC training step 512+224, batch {a.batch}",
          "seconds": train, "imagesPerSecond": a.batch / train, "gflops": 0},
         {"what": "inference 496x368 + transcam", "seconds": inference, "imagesPerSecond": 1 / inference, "gflops": 0},
+        {"what": "feature extraction forward 512x512", "seconds": extraction, "imagesPerSecond": 1 / extraction, "gflops": 0},
     ]
     for r in rows:
         print(f"{r['what']:38s} {r['seconds']:7.2f} s {r['imagesPerSecond']:7.2f} images/s")
