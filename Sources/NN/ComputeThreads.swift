@@ -1,4 +1,5 @@
 import CDNNL
+import Dispatch
 import COpenBLAS
 
 /// The one place that sets how many threads a rank computes with.
@@ -23,5 +24,16 @@ public enum ComputeThreads {
     public static var oneDNNVersion: String {
         guard let v = dnnl_version() else { return "unknown" }
         return "\(v.pointee.major).\(v.pointee.minor).\(v.pointee.patch)"
+    }
+
+    /// Runs `body` over `count` items split into contiguous ranges, one per compute thread (on GCD's pool, between
+    /// oneDNN's parallel regions), for the memory-bound loops outside oneDNN. Each item is handled exactly as in a
+    /// serial loop, so results do not depend on the thread count. Small counts run inline.
+    public static func parallelRanges(_ count: Int, minimumPerThread: Int = 1 << 16, _ body: (Range<Int>) -> Void) {
+        let parts = max(1, min(current, count / max(minimumPerThread, 1)))
+        guard parts > 1 else { body(0..<count); return }
+        DispatchQueue.concurrentPerform(iterations: parts) { p in
+            body((p * count / parts)..<((p + 1) * count / parts))
+        }
     }
 }

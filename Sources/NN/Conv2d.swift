@@ -124,10 +124,17 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvG
 
 /// Creates a primitive descriptor from an op descriptor (any of oneDNN's `*_desc_t`), optionally with the
 /// forward descriptor a backward primitive needs as a hint.
-func makePrimitiveDesc<D>(_ desc: inout D, _ what: String, hint: dnnl_primitive_desc_t? = nil) -> dnnl_primitive_desc_t {
+func makePrimitiveDesc<D>(_ desc: inout D, _ what: String, hint: dnnl_primitive_desc_t? = nil,
+                          outputScale: Float? = nil) -> dnnl_primitive_desc_t {
     var pd: dnnl_primitive_desc_t?
+    var attr: dnnl_primitive_attr_t?
+    if var scale = outputScale {
+        dnnlCheck(dnnl_primitive_attr_create(&attr), "attributes of \(what)")
+        dnnlCheck(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &scale), "output scale of \(what)")
+    }
+    defer { if let attr { dnnl_primitive_attr_destroy(attr) } }
     withUnsafePointer(to: &desc) { p in
-        dnnlCheck(dnnl_primitive_desc_create(&pd, UnsafeRawPointer(p), nil, DNNLRuntime.shared.engine, hint), "create \(what)")
+        dnnlCheck(dnnl_primitive_desc_create(&pd, UnsafeRawPointer(p), attr, DNNLRuntime.shared.engine, hint), "create \(what)")
     }
     return pd!
 }

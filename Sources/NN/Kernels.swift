@@ -163,12 +163,14 @@ extension Kernels {
     /// out[b, i] = (1/h) Σ_j x[b, j, i] for x of shape (batch, h, count): the mean over the middle axis (heads).
     public static func meanOverMiddleAxis(_ x: UnsafePointer<Float>, batch: Int, h: Int, count: Int,
                                           into out: UnsafeMutablePointer<Float>) {
+        let divisor = Float(h)
         for b in 0..<batch {
-            let dst = out + b * count
-            dst.update(from: x + b * h * count, count: count)
-            for j in 1..<max(h, 1) { addInPlace(dst, x + (b * h + j) * count, count: count) }
-            let divisor = Float(h)
-            for i in 0..<count { dst[i] /= divisor }
+            ComputeThreads.parallelRanges(count) { r in
+                let dst = out + b * count + r.lowerBound, n = r.count
+                dst.update(from: x + b * h * count + r.lowerBound, count: n)
+                for j in 1..<max(h, 1) { addInPlace(dst, x + (b * h + j) * count + r.lowerBound, count: n) }
+                for i in 0..<n { dst[i] /= divisor }
+            }
         }
     }
 }

@@ -72,9 +72,10 @@ public func selfAttention(_ qkv: Tensor, heads h: Int, scale s: Float, attention
     permute(qkv.storage.floats, [b, n, 3, h, d], order: [2, 0, 3, 1, 4], into: split.storage.floats)
     let (q, k, v) = (split.storage.data, split.storage.data + 4 * headSize, split.storage.data + 8 * headSize)
 
+    // The scale is applied to the products inside oneDNN (an output scale): the same float arithmetic as scaling
+    // q·kᵀ afterwards, without another pass over the (N, N) logits.
     let logits = Tensor(shape: [b, h, n, n])
-    batchedMatmul(q, k, logits.storage.data, batch: bh, m: n, k: d, n: n, transposeB: true)
-    Kernels.scaleInPlace(logits.storage.floats, s, count: logits.elementCount)
+    batchedMatmul(q, k, logits.storage.data, batch: bh, m: n, k: d, n: n, transposeB: true, outputScale: s)
     let attention = Autograd.noGrad { softmax(logits, axis: -1) }
     if let attentionSink {
         let mean = Tensor(shape: [b, n, n])
@@ -120,17 +121,17 @@ private func permute(_ src: UnsafeMutablePointer<Float>, _ shape: [Int], order: 
 
 /// C[i] = A[i]·B[i] for `batch` consecutive (M, K)·(K, N) products of plain buffers, on oneDNN's matmul with a batch
 /// dimension (the 3-d form of `matmul`). `transposeA`: each A[i] is stored as (K, M); `transposeB`: each B[i] as
-/// (N, K). Primitives are cached per shape.
+/// (N, K). `outputScale` multiplies every product (C = s·A·B) inside the primitive. Primitives are cached per shape.
 func batchedMatmul(_ a: UnsafeMutableRawPointer, _ b: UnsafeMutableRawPointer, _ c: UnsafeMutableRawPointer,
-                   batch: Int, m: Int, k: Int, n: Int, transposeA: Bool = false, transposeB: Bool = false) {
-    let key = "bmatmul\(batch)x\(m)x\(k)x\(n)\(transposeA)\(transposeB)"
+                   batch: Int, m: Int, k: Int, n: Int, transposeA: Bool = false, transposeB: Bool = false, outputScale: Float = 1) {
+    let key = "bmatmul\(batch)x\(m)x\(k)x\(n)\(transposeA)\(transposeB)s\(outputScale)"
     let primitive = PrimitiveCache.primitive(key) {
         var aMD = transposeA ? MemoryDesc.strided([batch, m, k], strides: [m * k, 1, m]) : MemoryDesc.plain([batch, m, k])
         var bMD = transposeB ? MemoryDesc.strided([batch, k, n], strides: [k * n, 1, k]) : MemoryDesc.plain([batch, k, n])
         var cMD = MemoryDesc.plain([batch, m, n])
         var desc = dnnl_matmul_desc_t()
         dnnlCheck(dnnl_matmul_desc_init(&desc, &aMD, &bMD, nil, &cMD), "describe \(key)")
-        return makePrimitiveDesc(&desc, key)
+        return makePrimitiveDesc(&desc, key, outputScale: outputScale == 1 ? nil : outputScale)
     }
     primitive.execute([(DNNL_ARG_SRC, a), (DNNL_ARG_WEIGHTS, b), (DNNL_ARG_DST, c)])
     FlopCounter.add(2 * Double(batch) * Double(m) * Double(k) * Double(n))

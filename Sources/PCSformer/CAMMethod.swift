@@ -54,6 +54,10 @@ final class AttentionAccumulator {
             self.sum = copy
             return
         }
-        Kernels.addInPlace(sum.storage.floats, map.storage.floats, count: map.elementCount)
+        withExtendedLifetime(map) {
+            ComputeThreads.parallelRanges(map.elementCount) { r in
+                Kernels.addInPlace(sum.storage.floats + r.lowerBound, map.storage.floats + r.lowerBound, count: r.count)
+            }
+        }
     }
 }
