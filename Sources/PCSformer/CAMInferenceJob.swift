@@ -35,10 +35,7 @@ public final class CAMInferenceJob {
     public var attentionFolder: URL?, heatmapFolder: URL?, npyFolder: URL?
 
     public init(dataset: ShardedDataset, cam: MultiScaleCAM, weights: String, output: URL) throws {
-        let classes = dataset.classNames.count
-        guard classes + 1 == cam.model.config.numClasses else {
-            throw FileError(path: dataset.directory.path, what: "the dataset has \(classes) classes; the model expects \(cam.model.config.numClasses - 1) (plus background)")
-        }
+        try cam.model.checkClasses(of: dataset)
         self.dataset = dataset
         self.cam = cam
         self.output = output
@@ -139,7 +136,7 @@ public final class CAMInferenceJob {
                                              shard: sequence, of: 0, attributes: attributes)
                     sequence += 1
                 }
-                try writer!.add(CAMRecord(id: id, classes: maps.classes, width: maps.width, height: maps.height, values: maps.values))
+                try writer!.add(CAMRecord(id: id, maps: maps))
                 try CAMExports.write(maps, id: id, image: image, attention: attentionFolder, heatmaps: heatmapFolder, npy: npyFolder)
                 if writer!.ids.count >= chunk { try finishPart() }
                 progress.advance()

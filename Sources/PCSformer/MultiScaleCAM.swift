@@ -1,28 +1,7 @@
+import Distributed
 import Foundation
 import Imaging
 import NN
-
-/// The normalised CAMs of one image: one (height, width) map per present class, stacked as (K, height, width).
-public struct ClassActivationMaps: Equatable, Sendable {
-    /// Foreground class indices (0-based, background excluded: upstream's dict keys), ascending.
-    public var classes: [Int]
-    public var width: Int
-    public var height: Int
-    /// K · height · width values, class-major.
-    public var values: [Float]
-
-    public init(classes: [Int], width: Int, height: Int, values: [Float]) {
-        precondition(values.count == classes.count * width * height,
-                     "ClassActivationMaps: \(values.count) values for \(classes.count) classes of \(width)x\(height)")
-        self.classes = classes
-        self.width = width
-        self.height = height
-        self.values = values
-    }
-
-    /// The map of the k-th present class.
-    public func map(_ k: Int) -> ArraySlice<Float> { values[(k * width * height)..<((k + 1) * width * height)] }
-}
 
 /// Multi-scale CAM inference for one image (spec §4): the pyramid's scales each with its mirror, 2·S passes of
 /// the network in eval mode, combined and normalised exactly as upstream.

@@ -6,7 +6,7 @@ import NN
 /// The PC stage (spec §3): each image is augmented (§3.2) into a crop and its bilinear pair (§3.3); both go
 /// through the network in training mode; the loss is the mean of the two multilabel soft margin losses (§3.4).
 /// The loop (`TrainLoop`) does the rest.
-public final class PCTrainingStage: TrainingStage {
+public final class PCTrainingStage: ConformerTrainingStage {
     public let conformer: Conformer
     public let dataset: ShardedDataset
     public let augmentation: PCTrainAugmentation
@@ -20,21 +20,10 @@ public final class PCTrainingStage: TrainingStage {
     }
 
     public init(conformer: Conformer, dataset: ShardedDataset, augmentation: PCTrainAugmentation) throws {
-        let classes = dataset.classNames.count
-        guard classes + 1 == conformer.config.numClasses else {
-            throw FileError(path: dataset.directory.path, what: "the dataset has \(classes) classes; the model expects \(conformer.config.numClasses - 1) (plus background)")
-        }
+        try conformer.checkClasses(of: dataset)
         self.conformer = conformer
         self.dataset = dataset
         self.augmentation = augmentation
-    }
-
-    public var model: Module { conformer }
-    public var datasetSize: Int { dataset.count }
-    public var sharedBuffers: [Tensor] { conformer.batchNorms.flatMap { [$0.runningMean, $0.runningVar] } }
-    public var modelRandom: SeededRandom {
-        get { conformer.rng }
-        set { conformer.rng = newValue }
     }
 
     public func loadBatch(_ indices: [Int], random: inout SeededRandom) throws -> Batch {

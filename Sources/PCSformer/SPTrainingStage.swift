@@ -7,7 +7,7 @@ import Segmentation
 /// The SP stage (spec §6.3): the augmentation of §3.2 without the pair, one forward pass in training mode, and
 /// the loss ℓ20 + w · ℓsub, where ℓ20 is the PC loss of §3.4 on the 21-way heads and ℓsub the multilabel soft margin
 /// of the summed (C − 1)·k-way heads against the image's sub-category vector (`SubCategoryLabels`, looked up by id).
-public final class SPTrainingStage: TrainingStage {
+public final class SPTrainingStage: ConformerTrainingStage {
     public let conformer: Conformer
     public let dataset: ShardedDataset
     public let augmentation: PCTrainAugmentation
@@ -25,9 +25,9 @@ public final class SPTrainingStage: TrainingStage {
 
     public init(conformer: Conformer, dataset: ShardedDataset, augmentation: PCTrainAugmentation, subLabels: SubCategoryLabels,
                 subLossWeight: Float) throws {
-        let classes = dataset.classNames.count
-        guard classes + 1 == conformer.config.numClasses, conformer.config.subClasses == subLabels.width, subLabels.classes == classes else {
-            throw FileError(path: dataset.directory.path, what: "the dataset has \(classes) classes and the labels \(subLabels.classes) × k = \(subLabels.k); the model expects \(conformer.config.numClasses - 1) classes and \(conformer.config.subClasses) sub-categories")
+        try conformer.checkClasses(of: dataset)
+        guard conformer.config.subClasses == subLabels.width, subLabels.classes == dataset.classNames.count else {
+            throw FileError(path: dataset.directory.path, what: "the labels have \(subLabels.classes) classes × k = \(subLabels.k); the model expects \(conformer.config.numClasses - 1) classes and \(conformer.config.subClasses) sub-categories")
         }
         if let missing = dataset.ids.first(where: { subLabels.vector(for: $0) == nil }) {
             throw FileError(path: dataset.directory.path, what: "image \(missing) has no sub-category label (was `cluster` run on this split?)")
@@ -37,14 +37,6 @@ public final class SPTrainingStage: TrainingStage {
         self.augmentation = augmentation
         self.subLabels = subLabels
         self.subLossWeight = subLossWeight
-    }
-
-    public var model: Module { conformer }
-    public var datasetSize: Int { dataset.count }
-    public var sharedBuffers: [Tensor] { conformer.batchNorms.flatMap { [$0.runningMean, $0.runningVar] } }
-    public var modelRandom: SeededRandom {
-        get { conformer.rng }
-        set { conformer.rng = newValue }
     }
 
     public func loadBatch(_ indices: [Int], random: inout SeededRandom) throws -> Batch {

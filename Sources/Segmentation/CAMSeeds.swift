@@ -13,22 +13,22 @@ public struct CAMSeeds {
     public let label: [UInt8]
     public let width: Int, height: Int
 
-    public init(_ record: CAMRecord) {
-        let plane = record.width * record.height
+    public init(_ maps: ClassActivationMaps) {
+        let plane = maps.width * maps.height
         var best = [Float](repeating: -.infinity, count: plane)
         var label = [UInt8](repeating: 0, count: plane)
-        for (k, c) in record.classes.enumerated() {
+        for (k, c) in maps.classes.enumerated() {
             precondition(c + 1 < 255, "CAMSeeds: class \(c) does not fit a palette index")
             let base = k * plane
-            for i in 0..<plane where record.values[base + i] > best[i] {
-                best[i] = record.values[base + i]
+            for i in 0..<plane where maps.values[base + i] > best[i] {
+                best[i] = maps.values[base + i]
                 label[i] = UInt8(c + 1)
             }
         }
         self.best = best
         self.label = label
-        width = record.width
-        height = record.height
+        width = maps.width
+        height = maps.height
     }
 
     /// The label map for background score `threshold`.

@@ -22,7 +22,7 @@ public struct ContactSheet {
             let record = try dataset.record(id)
             let image = try ImageFile.decodeRGB(record.image, name: "\(dataset.index.name)/\(id)")
             let truth = try record.mask.map { try PNGCodec.decodeIndices($0, name: "\(dataset.index.name)/\(id) mask") }
-            let cam = try cams.camRecord(id)
+            let cam = try cams.camRecord(id).maps
             let seeds = CAMSeeds(cam)
             var strongest = seeds.best
             for i in strongest.indices where !strongest[i].isFinite { strongest[i] = 0 }

@@ -52,7 +52,7 @@ public struct SegmentationEvaluation {
         let camIndex = ShardIndex.url(directory: cams.directory, name: cams.index.name).path
         for (i, id) in dataset.ids.enumerated() where i % world.size == world.rank {
             guard cams.contains(id) else { throw FileError(path: camIndex, what: "no CAMs for image \(id); run infer-cam on this split") }
-            let record = try cams.camRecord(id)
+            let record = try cams.camRecord(id).maps
             guard record.classes.allSatisfy({ $0 + 1 < labelNames.count }) else {
                 throw FileError(path: camIndex, what: "\(id): CAM classes \(record.classes) outside the dataset's \(labelNames.count - 1)")
             }

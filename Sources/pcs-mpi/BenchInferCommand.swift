@@ -22,8 +22,7 @@ struct BenchInferCommand: ParsableCommand {
     @Option(help: "Network: pc, sp or tiny-pc.")
     var model: ModelVariant = .pc
 
-    @Option(help: "Layouts as RANKSxTHREADS, comma-separated.")
-    var layouts: String = "1x2,2x1"
+    @OptionGroup var layouts: BenchLayoutOptions
 
     @Option(help: "Images per layout.")
     var images: Int = 8
@@ -36,17 +35,7 @@ struct BenchInferCommand: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    var parsedLayouts: [(ranks: Int, threads: Int)] {
-        layouts.split(separator: ",").compactMap { item in
-            let p = item.split(separator: "x").compactMap { Int($0) }
-            return p.count == 2 && p[0] > 0 && p[1] > 0 ? (p[0], p[1]) : nil
-        }
-    }
-
     func validate() throws {
-        guard !parsedLayouts.isEmpty, parsedLayouts.count == layouts.split(separator: ",").count else {
-            throw ValidationError("--layouts must be RANKSxTHREADS[,…], e.g. 1x2,2x1; got '\(layouts)'")
-        }
         guard images >= 1, (1...20).contains(classesPerImage) else { throw ValidationError("--images must be ≥ 1 and --classes-per-image 1…20") }
     }
 
@@ -84,7 +73,7 @@ struct BenchInferCommand: ParsableCommand {
         print(String(format: "bench infer: %@, %d images of 500x375, %d classes each, 8 passes (%.1f GFLOP per image in convolutions and products); sgemm peak %.0f GFLOP/s",
                      model.rawValue, images, classesPerImage, flopsPerImage / 1e9, peak))
         print("layout          images/s   s/image   GFLOP/s   % sgemm   peak MiB/rank")
-        for (ranks, threads) in parsedLayouts {
+        for (ranks, threads) in layouts.parsed {
             let out = scratch.appendingPathComponent("cams-\(ranks)x\(threads)")
             try MPILauncher.run(MPILauncher.currentExecutable, ranks: ranks, arguments: [
                 "infer-cam", "--data", shards.path, "--out", out.path, "--model", model.rawValue, "--weights", weights.path,

@@ -26,8 +26,7 @@ struct BenchTrainCommand: ParsableCommand {
     @Option(help: "Network: pc or tiny-pc (sp or tiny-sp with --stage sp; default: the stage's Conformer-S).")
     var model: String?
 
-    @Option(help: "Layouts as RANKSxTHREADS, comma-separated.")
-    var layouts: String = "1x2,2x1"
+    @OptionGroup var layouts: BenchLayoutOptions
 
     @Option(help: "Global batch (a multiple of every layout's rank count).")
     var batch: Int = 2
@@ -45,20 +44,10 @@ struct BenchTrainCommand: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    var parsedLayouts: [(ranks: Int, threads: Int)] {
-        layouts.split(separator: ",").compactMap { item in
-            let p = item.split(separator: "x").compactMap { Int($0) }
-            return p.count == 2 && p[0] > 0 && p[1] > 0 ? (p[0], p[1]) : nil
-        }
-    }
-
     func validate() throws {
         guard stage == "pc" || stage == "sp" else { throw ValidationError("--stage must be pc or sp; got '\(stage)'") }
-        guard !parsedLayouts.isEmpty, parsedLayouts.count == layouts.split(separator: ",").count else {
-            throw ValidationError("--layouts must be RANKSxTHREADS[,…], e.g. 1x2,2x1; got '\(layouts)'")
-        }
         guard steps >= 2 else { throw ValidationError("--steps must be at least 2 (the first is not timed)") }
-        if let bad = parsedLayouts.first(where: { batch % $0.ranks != 0 }) {
+        if let bad = layouts.parsed.first(where: { batch % $0.ranks != 0 }) {
             throw ValidationError("--batch \(batch) does not split over \(bad.ranks) ranks")
         }
     }
@@ -86,7 +75,7 @@ struct BenchTrainCommand: ParsableCommand {
         print("bench train: stage \(stage), model \(network), global batch \(batch), crop \(crop)\(stage == "pc" ? "/\(pair)" : ""), \(steps - 1) timed steps")
         print("layout        images/s   step s   exposed comm   efficiency")
         var baseline: Double?
-        for (ranks, threads) in parsedLayouts {
+        for (ranks, threads) in layouts.parsed {
             let run = scratch.appendingPathComponent("run-\(ranks)x\(threads)")
             try MPILauncher.run(executable, ranks: ranks, arguments: stageArguments + ["--data", shards.path, "--out", run.path, "--model", network,
                                                                "--batch", "\(batch)", "--crop", "\(crop)",

@@ -54,8 +54,8 @@ final class InferCAMTests: XCTestCase {
         XCTAssertEqual(try records(two), reference, "the CAMs do not depend on the rank count")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: npy.path).filter { $0.hasSuffix(".npy") }.count, ids.count)
         for record in reference.values {
-            XCTAssertEqual(record.classes, record.classes.sorted())
-            XCTAssertLessThanOrEqual(record.values.max() ?? 0, 1)
+            XCTAssertEqual(record.maps.classes, record.maps.classes.sorted())
+            XCTAssertLessThanOrEqual(record.maps.values.max() ?? 0, 1)
         }
 
         // Resume: drop one part and the index, run again: only that part's ids are computed.

@@ -8,8 +8,8 @@ import XCTest
 final class CAMRecordTests: XCTestCase {
     func testRoundTripIncludingNoClasses() throws {
         let dir = try TestSupport.scratchDirectory()
-        let records = [CAMRecord(id: "a", classes: [1, 4], width: 3, height: 2, values: (0..<12).map { Float($0) / 12 }),
-                       CAMRecord(id: "b", classes: [], width: 5, height: 4, values: [])]
+        let records = [CAMRecord(id: "a", maps: ClassActivationMaps(classes: [1, 4], width: 3, height: 2, values: (0..<12).map { Float($0) / 12 })),
+                       CAMRecord(id: "b", maps: ClassActivationMaps(classes: [], width: 5, height: 4, values: []))]
         let writer = try ShardWriter(directory: dir, fileName: "cams-a000-r00000-00000.h5", name: "cams", shard: 0, of: 0)
         for r in records { try writer.add(r) }
         try writer.finish()
