@@ -2,6 +2,7 @@ import Foundation
 import TestSupport
 import XCTest
 @testable import Distributed
+@testable import Imaging
 
 /// `pcs-mpi infer-cam` and `eval --type cam` end to end on a small synthetic set with a briefly trained tiny
 /// network: rank-count invariance of CAMs and scores, resumption, the numbers against an independent numpy
@@ -53,6 +54,14 @@ final class InferCAMTests: XCTestCase {
         XCTAssertEqual(Set(reference.keys), Set(ids))
         XCTAssertEqual(try records(two), reference, "the CAMs do not depend on the rank count")
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: npy.path).filter { $0.hasSuffix(".npy") }.count, ids.count)
+        // Attention PNGs: one per (image, present class), bytes = uint8(255 · N / (max N + 1e-8)) of the stored map.
+        let attention = f.dir.appendingPathComponent("att")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: attention.path).count,
+                       reference.values.reduce(0) { $0 + $1.maps.classes.count })
+        let sample = try XCTUnwrap(reference[ids[0]]?.maps)
+        let png = try PNGCodec.decodeGray(try ImageFile.readBytes(attention.appendingPathComponent("\(ids[0])_\(sample.classes[0]).png").path), name: "att")
+        let map = sample.map(0), peak = Float(Double(map.max()!) + 1e-8)
+        XCTAssertEqual(png.pixels, map.map { UInt8(truncatingIfNeeded: Int(($0 / peak * 255).rounded(.towardZero))) })
         for record in reference.values {
             XCTAssertEqual(record.maps.classes, record.maps.classes.sorted())
             XCTAssertLessThanOrEqual(record.maps.values.max() ?? 0, 1)

@@ -99,4 +99,25 @@ final class PipelineTests: XCTestCase {
         XCTAssertGreaterThan(seeds, background + 0.06, "seed mIoU \(seeds) against the all-background \(background)")
         XCTAssertGreaterThan(seeds, 0.30)
     }
+
+    /// Without a synth section, `ingest` takes `root` and `lists` (VOC layout), one shard set per list; `--until`
+    /// stops there.
+    func testIngestFromAFolderUntilIngest() throws {
+        let dir = try TestSupport.scratchDirectory()
+        let synth = dir.appendingPathComponent("voc"), run = dir.appendingPathComponent("run"), yaml = dir.appendingPathComponent("p.yaml")
+        XCTAssertEqual(try TestSupport.pcsMPI(["synth", "--out", synth.path, "--images", "12", "--size", "64x48", "--classes", "2",
+                                               "--log-level", "warning"]).status, 0)
+        let lists = ["train", "val"].map { synth.appendingPathComponent("ImageSets/Segmentation/\($0).txt").path }
+        try """
+        run: \(run.path)
+        ingest: {root: \(synth.path), lists: "\(lists.joined(separator: ","))", shards: 2}
+        train-pc: {model: tiny-pc}
+        """.write(to: yaml, atomically: true, encoding: .utf8)
+        let result = try TestSupport.mpirun(2, "pcs-mpi", ["pipeline", "--config", yaml.path, "--until", "ingest"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        for name in ["train", "val"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: run.appendingPathComponent("shards/\(name)-index.json").path), name)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: run.appendingPathComponent("train-pc").path), "--until ingest stops there")
+    }
 }
