@@ -112,4 +112,17 @@ final class MultiScaleCAMTests: XCTestCase {
         XCTAssertEqual(result.stdout.split(separator: "\n").map(String.init),
                        ["4 float32 (2, 3) 15.5 5.5", "14 float32 (2, 3) \(Double(Float(-1) + Float(1e-5))) \(Double(Float(1e-5)))"])
     }
+
+    /// Heatmaps are RGB: on a black image a hot pixel (N = 1) is red, a cold one (N = 0) blue; the brightest
+    /// channel of the overlay reaches 255 (upstream's renormalisation by the maximum).
+    func testHeatmapIsRGB() {
+        let black = PixelImage(width: 2, height: 1, channels: 3)
+        let overlay = CAMExports.heatmap([1, 0], on: black)
+        let hot = Array(overlay.pixels[0..<3]), cold = Array(overlay.pixels[3..<6])
+        XCTAssertGreaterThan(hot[0], hot[2], "hot is red")
+        XCTAssertGreaterThan(cold[2], cold[0], "cold is blue")
+        XCTAssertEqual(overlay.pixels.max(), 255)
+        XCTAssertEqual(JetColormap.rgb(0), [0, 0, 0.5])
+        XCTAssertEqual(JetColormap.rgb(255), [0.5, 0, 0])
+    }
 }
