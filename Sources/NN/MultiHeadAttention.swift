@@ -69,6 +69,7 @@ public func selfAttention(_ qkv: Tensor, heads h: Int, scale s: Float, attention
     let bh = b * h, headSize = bh * n * d
     // (B, N, 3, h, d) → (3, B, h, N, d): q, k, v become contiguous batches of (N, d) matrices.
     let split = Tensor(shape: [3, b, h, n, d])
+    defer { withExtendedLifetime(split) {} } // q, k, v below are raw pointers into it
     permute(qkv.storage.floats, [b, n, 3, h, d], order: [2, 0, 3, 1, 4], into: split.storage.floats)
     let (q, k, v) = (split.storage.data, split.storage.data + 4 * headSize, split.storage.data + 8 * headSize)
 

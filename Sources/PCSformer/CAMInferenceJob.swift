@@ -16,10 +16,13 @@ import NN
 /// The remaining ids are assigned to ranks by longest-processing-time-first on the pyramid's pixel count, so
 /// ranks finish together although images differ in size.
 public final class CAMInferenceJob {
+    /// What the CAMs depend on; parts made with other settings are refused on resume. The exports are part of
+    /// it, so a resume cannot silently leave the images done earlier without the PNGs or .npy files asked for now.
     public struct Settings: Codable, Equatable {
         public var method: String
         public var pyramid: CAMPyramid
         public var weights: String
+        public var exports: [String] = []
         public init(method: CAMMethod, pyramid: CAMPyramid, weights: String) {
             self.method = method.rawValue
             self.pyramid = pyramid
@@ -43,9 +46,11 @@ public final class CAMInferenceJob {
     }
 
     private var settingsText: String {
+        var current = settings
+        current.exports = [("attention", attentionFolder), ("heatmaps", heatmapFolder), ("npy", npyFolder)].compactMap { $0.1 == nil ? nil : $0.0 }
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
-        return String(decoding: (try? encoder.encode(settings)) ?? Data(), as: UTF8.self)
+        return String(decoding: (try? encoder.encode(current)) ?? Data(), as: UTF8.self)
     }
 
     /// What a previous attempt left: the complete parts (file name → ids) and the next attempt number.
@@ -61,6 +66,12 @@ public final class CAMInferenceJob {
         try fm.createDirectory(at: output, withIntermediateDirectories: true)
         var parts: [ShardIndex.Entry] = []
         var attempt = 0
+        // Temporary files of an interrupted attempt (here and in the export folders) are never complete.
+        for folder in [attentionFolder, heatmapFolder, npyFolder].compactMap({ $0 }) where fm.fileExists(atPath: folder.path) {
+            for name in try fm.contentsOfDirectory(atPath: folder.path) where name.hasPrefix(".") && name.contains(".partial-") {
+                try? fm.removeItem(at: folder.appendingPathComponent(name))
+            }
+        }
         for name in try fm.contentsOfDirectory(atPath: output.path).sorted() {
             if name.hasPrefix(".\(CAMSetAttributes.name)-a"), name.contains(".partial-") {
                 try? fm.removeItem(at: output.appendingPathComponent(name))
@@ -70,7 +81,7 @@ public final class CAMInferenceJob {
             let reader = try ShardReader(url: output.appendingPathComponent(name))
             guard try reader.attribute(CAMSetAttributes.datasetFingerprint) == dataset.index.fingerprint,
                   try reader.attribute(CAMSetAttributes.settings) == settingsText else {
-                throw FileError(path: reader.url.path, what: "holds CAMs made with other settings or another dataset; choose another --out or remove \(output.path)")
+                throw FileError(path: reader.url.path, what: "holds CAMs made with other weights, settings, exports or dataset; choose another --out or remove \(output.path)")
             }
             parts.append(ShardIndex.Entry(file: name, ids: reader.ids))
             let digits = name.dropFirst("\(CAMSetAttributes.name)-a".count).prefix { $0.isNumber }

@@ -23,6 +23,7 @@ public struct ClassFeatures {
 
     public func write(to url: URL, attributes: [String: String] = [:]) throws {
         let temporary = AtomicFile.temporaryURL(for: url)
+        defer { try? FileManager.default.removeItem(at: temporary) } // gone once renamed; removed if a write failed
         let file = try HDF5File.create(temporary.path)
         try file.write("/features", values, shape: [ids.count, dimension])
         try file.writeStrings("/ids", ids)
@@ -72,11 +73,13 @@ public struct ClassClustering {
     }
 
     /// Every class's cluster assignments, in member order, on every rank.
-    public func run(_ features: ClassFeatures, labels: [[Float]], classes: Int, world: Communicator,
+    /// - Parameter names: class names, for the error when a class has fewer images than k.
+    public func run(_ features: ClassFeatures, labels: [[Float]], names: [String], world: Communicator,
                     progress: ((Int, Double) -> Void)? = nil) throws -> [[Int]] {
+        let classes = names.count
         let members = Self.members(labels, classes: classes)
         if let c = members.indices.first(where: { members[$0].count < k }) {
-            throw FileError(path: "-", what: "class \(c) has \(members[c].count) images, fewer than k = \(k) clusters")
+            throw FileError(path: features.dataset, what: "class '\(names[c])' has \(members[c].count) images, fewer than --k \(k) clusters")
         }
         var mine: [Int: [Int]] = [:]
         for c in stride(from: world.rank, to: classes, by: world.size) {

@@ -24,8 +24,32 @@ public struct SubCategoryLabels: Equatable {
     public var keptIDs: [String]
     public var keptLabels: [Float]
     public var upstreamCompatible: Bool
+    /// The row of each id, built once.
+    private let rowOfID: [String: Int]
 
     public var width: Int { classes * k }
+
+    /// The kept rows' image-level labels (upstream's `R0_train_label_20.npy`, in kept order).
+    public var keptImageLabels: [Float] {
+        keptIDs.flatMap { imageLabels[(rowOfID[$0]! * classes)..<((rowOfID[$0]! + 1) * classes)] }
+    }
+
+    public init(k: Int, classes: Int, ids: [String], labels: [Float], imageLabels: [Float], keptIDs: [String], keptLabels: [Float],
+                upstreamCompatible: Bool) throws {
+        var rows: [String: Int] = [:]
+        for (r, id) in ids.enumerated() {
+            guard rows.updateValue(r, forKey: id) == nil else { throw FileError(path: "-", what: "image id \(id) is listed twice") }
+        }
+        self.k = k
+        self.classes = classes
+        self.ids = ids
+        self.labels = labels
+        self.imageLabels = imageLabels
+        self.keptIDs = keptIDs
+        self.keptLabels = keptLabels
+        self.upstreamCompatible = upstreamCompatible
+        rowOfID = rows
+    }
 
     /// Builds the labels from the image-level labels (dataset order) and, per class c, the cluster of each image
     /// holding c (in dataset order: the k-means input order).
@@ -60,8 +84,8 @@ public struct SubCategoryLabels: Equatable {
                 labels.replaceSubrange((r * width)..<((r + 1) * width), with: keptLabels[(r * width)..<((r + 1) * width)])
             }
         }
-        return SubCategoryLabels(k: k, classes: classes, ids: ids, labels: labels, imageLabels: imageLabels.flatMap { $0 },
-                                 keptIDs: kept.map { ids[$0] }, keptLabels: keptLabels, upstreamCompatible: upstreamCompatible)
+        return try SubCategoryLabels(k: k, classes: classes, ids: ids, labels: labels, imageLabels: imageLabels.flatMap { $0 },
+                                     keptIDs: kept.map { ids[$0] }, keptLabels: keptLabels, upstreamCompatible: upstreamCompatible)
     }
 
     /// The vector training gives image `id`, if it is listed.
@@ -70,19 +94,21 @@ public struct SubCategoryLabels: Equatable {
         return labels[(r * width)..<((r + 1) * width)]
     }
 
-    private var rowOfID: [String: Int] { Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($1, $0) }) }
 
-    /// Writes `url` (HDF5: `ids`, `label_200` (N, classes·k), `label_20` (N, classes), `kept_ids`,
-    /// `kept_label_200`, attributes `k`, `classes`, `alignment`) and `<url without .h5>_ids.txt`, both atomically.
+    /// Writes `url` (HDF5: `ids`, `label_200` (N, classes·k) and `label_20` (N, classes) as training reads them, and
+    /// upstream's files in kept order: `kept_ids`, `kept_label_200`, `kept_label_20`; attributes `k`, `classes`,
+    /// `alignment`) and `<url without .h5>_ids.txt`, both atomically.
     /// (`label_200` is named after VOC's 20 · 10 whatever the class count and k, as upstream's files are.)
     public func write(to url: URL) throws {
         let temporary = AtomicFile.temporaryURL(for: url)
+        defer { try? FileManager.default.removeItem(at: temporary) } // gone once renamed; removed if a write failed
         let file = try HDF5File.create(temporary.path)
         try file.writeStrings("/ids", ids)
         try file.write("/label_200", labels, shape: [ids.count, width])
         try file.write("/label_20", imageLabels, shape: [ids.count, classes])
         try file.writeStrings("/kept_ids", keptIDs)
         try file.write("/kept_label_200", keptLabels, shape: [keptIDs.count, width])
+        try file.write("/kept_label_20", keptImageLabels, shape: [keptIDs.count, classes])
         try file.setAttribute("k", [Int64(k)])
         try file.setAttribute("classes", [Int64(classes)])
         try file.setAttribute("alignment", upstreamCompatible ? "upstream (row i = kept row i)" : "by id")
@@ -107,7 +133,11 @@ public struct SubCategoryLabels: Equatable {
             throw HDF5Error(file: url.path, what: "label_200 is \(shape), expected [\(ids.count), \(classes * k)]")
         }
         let alignment = try file.stringAttribute("alignment") ?? ""
-        return SubCategoryLabels(k: Int(k), classes: Int(classes), ids: ids, labels: labels, imageLabels: imageLabels, keptIDs: keptIDs,
-                                 keptLabels: keptLabels, upstreamCompatible: alignment.hasPrefix("upstream"))
+        do {
+            return try SubCategoryLabels(k: Int(k), classes: Int(classes), ids: ids, labels: labels, imageLabels: imageLabels, keptIDs: keptIDs,
+                                         keptLabels: keptLabels, upstreamCompatible: alignment.hasPrefix("upstream"))
+        } catch let error as FileError {
+            throw FileError(path: url.path, what: error.what)
+        }
     }
 }

@@ -58,7 +58,7 @@ struct ClusterCommand: ParsableCommand {
         let start = Date()
         let clustering = ClassClustering(k: k, restarts: restarts, seed: seed)
         let names = dataset.classNames
-        let clusters = try clustering.run(matrix, labels: labels, classes: classes, world: world) { c, seconds in
+        let clusters = try clustering.run(matrix, labels: labels, names: names, world: world) { c, seconds in
             Log.debug(String(format: "cluster: %@ on rank %d in %.2f s", names[c], world.rank, seconds))
         }
         guard world.isRoot else { return }

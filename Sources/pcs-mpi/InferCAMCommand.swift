@@ -91,9 +91,14 @@ struct InferCAMCommand: ParsableCommand {
         conformer.setBatchNormMode(.inference)
         let cam = MultiScaleCAM(model: conformer, method: method, pyramid: CAMPyramid(longSide: longSide, scales: try parsedScales()))
         // The weights are identified by name, size and time, so a resumed run refuses parts made with other weights.
-        let attributes = try FileManager.default.attributesOfItem(atPath: weights)
-        let identity = "\(URL(fileURLWithPath: weights).lastPathComponent), \((attributes[.size] as? Int) ?? 0) bytes, "
-            + "modified \((attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)"
+        // Rank 0 reads them and tells the others, so every rank stamps its parts alike.
+        var identity = ""
+        if world.isRoot {
+            let attributes = try FileManager.default.attributesOfItem(atPath: weights)
+            identity = "\(URL(fileURLWithPath: weights).lastPathComponent), \((attributes[.size] as? Int) ?? 0) bytes, "
+                + "modified \((attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)"
+        }
+        identity = try world.broadcast(identity)
         let job = try CAMInferenceJob(dataset: dataset, cam: cam, weights: identity, output: URL(fileURLWithPath: out))
         job.chunk = chunk
         job.attentionFolder = attention.map { URL(fileURLWithPath: $0) }

@@ -144,32 +144,38 @@ struct PipelineCommand: ParsableCommand {
         }
         if world.isRoot { try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true) }
         world.barrier()
+        // Rank 0 reads the manifest and the run folder and decides; the others follow its broadcast decision, so a
+        // stale directory cache on a shared file system cannot make ranks disagree about what runs.
         var manifest = PipelineManifest.read(run)
         manifest.config = (try? String(contentsOfFile: config, encoding: .utf8)) ?? ""
         let all = stages(file, run: run)
+        for (flag, name) in [("--from", from), ("--until", until)] {
+            if let name, !all.contains(where: { $0.name == name }) {
+                throw ConfigError(file: config, line: nil, "\(flag) \(name): not a stage of this pipeline (\(all.map(\.name).joined(separator: ", ")))")
+            }
+        }
         let firstForced = from.flatMap { name in all.firstIndex { $0.name == name } } ?? all.count
         var stamps: [String: String] = [:]
         for (position, stage) in all.enumerated() {
-            let commands = try stage.commands()
-            let stamp = PipelineManifest.stamp(commands: commands, inputs: stage.inputs.map { stamps[$0] ?? "" })
-            stamps[stage.name] = stamp
-            let outputsExist = stage.outputs.allSatisfy { FileManager.default.fileExists(atPath: run.appendingPathComponent($0).path) }
-            let previous = manifest.stages[stage.name]
-            let forced = position >= firstForced
-            if !forced, let previous, previous.stamp == stamp, !previous.finished.isEmpty, outputsExist {
-                if world.isRoot { Log.info("pipeline: \(stage.name) is up to date (finished \(previous.finished)); skipped") }
-            } else {
-                let resume = !forced && stage.resumable && previous?.stamp == stamp
+            let decision: Decision = try world.broadcast(world.isRoot
+                ? try decide(stage, forced: position >= firstForced, run: run, manifest: manifest, stamps: stamps)
+                : Decision(commands: [], stamp: "", action: .skip))
+            stamps[stage.name] = decision.stamp
+            switch decision.action {
+            case .skip:
+                if world.isRoot { Log.info("pipeline: \(stage.name) is up to date (finished \(manifest.stages[stage.name]?.finished ?? "?")); skipped") }
+            case .run, .resume:
                 if world.isRoot {
-                    if !resume {
+                    if decision.action == .run {
                         for output in stage.outputs { try? FileManager.default.removeItem(at: run.appendingPathComponent(output)) }
                     }
-                    manifest.stages[stage.name] = PipelineManifest.Entry(stamp: stamp, commands: commands, outputs: stage.outputs, finished: "")
+                    manifest.stages[stage.name] = PipelineManifest.Entry(stamp: decision.stamp, commands: decision.commands,
+                                                                         outputs: stage.outputs, finished: "")
                     try manifest.write(run)
-                    Log.info("pipeline: \(stage.name)\(resume ? " (resuming)" : "")")
+                    Log.info("pipeline: \(stage.name)\(decision.action == .resume ? " (resuming)" : "")")
                 }
                 world.barrier()
-                for arguments in commands { try runStage(stage.name, arguments) }
+                for arguments in decision.commands { try runStage(stage.name, arguments) }
                 if world.isRoot {
                     manifest.stages[stage.name]?.finished = ISO8601DateFormatter().string(from: Date())
                     try manifest.write(run)
@@ -186,6 +192,32 @@ struct PipelineCommand: ParsableCommand {
                             network.uppercased(), 100 * report.result.meanIoU, report.threshold ?? 0,
                             folder.appendingPathComponent("contact-sheet.png").path))
         }
+    }
+
+    /// What rank 0 decided for one stage.
+    struct Decision: Codable {
+        enum Action: String, Codable { case skip, run, resume }
+        var commands: [[String]]
+        var stamp: String
+        var action: Action
+    }
+
+    /// The stage's commands and stamp, and whether it is skipped (stamp unchanged, finished, outputs present),
+    /// resumed (an interrupted train or inference stage with the same stamp) or run afresh. The stamp covers the
+    /// commands and, for each input stage, its stamp and when it finished: a stage that ran again (even with the
+    /// same command, e.g. after its folder was deleted) makes everything after it run again.
+    func decide(_ stage: Stage, forced: Bool, run: URL, manifest: PipelineManifest, stamps: [String: String]) throws -> Decision {
+        let commands = try stage.commands()
+        let stamp = PipelineManifest.stamp(commands: commands, inputs: stage.inputs.map {
+            (stamps[$0] ?? "") + "@" + (manifest.stages[$0]?.finished ?? "")
+        })
+        let outputsExist = stage.outputs.allSatisfy { FileManager.default.fileExists(atPath: run.appendingPathComponent($0).path) }
+        let previous = manifest.stages[stage.name]
+        if !forced, let previous, previous.stamp == stamp, !previous.finished.isEmpty, outputsExist {
+            return Decision(commands: commands, stamp: stamp, action: .skip)
+        }
+        let resume = !forced && stage.resumable && previous?.stamp == stamp
+        return Decision(commands: commands, stamp: stamp, action: resume ? .resume : .run)
     }
 
     struct EvalSummary: Decodable {

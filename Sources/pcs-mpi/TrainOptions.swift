@@ -59,14 +59,14 @@ struct TrainOptions: ParsableArguments {
     @Option(help: "Stop after this many steps in all (0: run every epoch). Default: 0.")
     var maxSteps: Int?
 
-    @Flag(help: "BatchNorm statistics over the global batch (synchronised over the ranks) instead of per rank (upstream's per-GPU statistics, the default).")
-    var syncBn = false
+    @Flag(inversion: .prefixedNo, help: "BatchNorm statistics over the global batch (synchronised over the ranks) instead of per rank. Default: off for PC (upstream's per-GPU statistics over 2 images), on for SP (upstream trained SP on one GPU, so its statistics cover the whole batch of 8).")
+    var syncBn: Bool?
 
     /// The defaults that differ between the stages (spec §3.5, §6.3).
     struct StageDefaults {
-        var model: ModelVariant, epochs: Int, batch: Int, allowedModels: [ModelVariant], command: String
-        static let pc = StageDefaults(model: .pc, epochs: 14, batch: 4, allowedModels: [.pc, .pcCOCO, .tinyPC], command: "train-pc")
-        static let sp = StageDefaults(model: .sp, epochs: 20, batch: 8, allowedModels: [.sp, .spCOCO, .tinySP], command: "train-sp")
+        var model: ModelVariant, epochs: Int, batch: Int, syncBN: Bool, allowedModels: [ModelVariant], command: String
+        static let pc = StageDefaults(model: .pc, epochs: 14, batch: 4, syncBN: false, allowedModels: [.pc, .pcCOCO, .tinyPC], command: "train-pc")
+        static let sp = StageDefaults(model: .sp, epochs: 20, batch: 8, syncBN: true, allowedModels: [.sp, .spCOCO, .tinySP], command: "train-sp")
     }
 
     /// The settings after the rule "flag, else --config file, else default", checked.
@@ -93,7 +93,7 @@ struct TrainOptions: ParsableArguments {
             minLong: range[0], maxLong: range[1], seed: try file.resolve("seed", flag: seed, default: 0),
             resume: try file.resolveOptional("resume", flag: resume), checkSync: try file.resolve("check-sync", flag: checkSync, default: 0),
             bucketMb: try file.resolve("bucket-mb", flag: bucketMb, default: 25), maxSteps: try file.resolve("max-steps", flag: maxSteps, default: 0),
-            syncBN: try file.resolve("sync-bn", flag: syncBn ? true : nil, default: false))
+            syncBN: try file.resolve("sync-bn", flag: syncBn, default: defaults.syncBN))
         guard defaults.allowedModels.contains(settings.model) else {
             throw ValidationError("--model must be \(defaults.allowedModels.map(\.rawValue).joined(separator: ", ")) for \(defaults.command)")
         }
@@ -134,7 +134,11 @@ struct TrainOptions: ParsableArguments {
         }
         let reporter = world.isRoot ? try TrainReporter(directory: runDirectory) : nil
         loop.report = { reporter?.record($0) }
-        let resumeFrom: URL? = settings.resume == "auto" ? TrainCheckpoint.newest(in: runDirectory) : settings.resume.map { URL(fileURLWithPath: $0) }
+        // Rank 0 picks the checkpoint and tells the others, so a stale directory cache on a shared file system
+        // cannot make ranks resume from different steps.
+        let newest = settings.resume == "auto" && world.isRoot ? TrainCheckpoint.newest(in: runDirectory)?.path ?? "" : ""
+        let auto = try world.broadcast(newest)
+        let resumeFrom: URL? = settings.resume == "auto" ? (auto.isEmpty ? nil : URL(fileURLWithPath: auto)) : settings.resume.map { URL(fileURLWithPath: $0) }
         let outcome = try loop.run(resume: resumeFrom)
         reporter?.close()
         if case let .finished(steps) = outcome { Log.info("\(command): \(steps) steps done; checkpoints in \(settings.out)") }

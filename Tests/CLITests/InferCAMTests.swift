@@ -44,7 +44,8 @@ final class InferCAMTests: XCTestCase {
         let f = try makeFixture()
         let one = f.dir.appendingPathComponent("cams1"), two = f.dir.appendingPathComponent("cams2")
         let npy = f.dir.appendingPathComponent("npy")
-        let first = try TestSupport.pcsMPI(inferArguments(f, out: one) + ["--export-npy", npy.path, "--attention", f.dir.appendingPathComponent("att").path])
+        let exports = ["--export-npy", npy.path, "--attention", f.dir.appendingPathComponent("att").path]
+        let first = try TestSupport.pcsMPI(inferArguments(f, out: one) + exports)
         XCTAssertEqual(first.status, 0, first.stderr)
         let second = try TestSupport.mpirun(2, "pcs-mpi", inferArguments(f, out: two))
         XCTAssertEqual(second.status, 0, second.stderr)
@@ -73,7 +74,10 @@ final class InferCAMTests: XCTestCase {
         let dropped = try ShardReader(url: one.appendingPathComponent(parts[0])).ids
         try FileManager.default.removeItem(at: one.appendingPathComponent(parts[0]))
         try FileManager.default.removeItem(at: ShardIndex.url(directory: one, name: CAMSetAttributes.name))
-        let resumed = try TestSupport.pcsMPI(inferArguments(f, out: one))
+        let withoutExports = try TestSupport.pcsMPI(inferArguments(f, out: one))
+        XCTAssertNotEqual(withoutExports.status, 0, "a resume must ask for the same exports")
+        XCTAssertTrue(withoutExports.stderr.contains("exports"), withoutExports.stderr)
+        let resumed = try TestSupport.pcsMPI(inferArguments(f, out: one) + exports)
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssertTrue((resumed.stdout + resumed.stderr).contains("\(ids.count - dropped.count) images already done, \(dropped.count) to go"),
                       resumed.stdout + resumed.stderr)

@@ -60,6 +60,19 @@ final class PipelineTests: XCTestCase {
         XCTAssertEqual(fourth.stdout.components(separatedBy: "is up to date").count - 1, 3, fourth.stdout)
         XCTAssertNotEqual(try manifest().stages["infer-cam"]?.finished, m1.stages["infer-cam"]?.finished)
 
+        // A stage that runs again (its folder deleted) makes every later stage run again, though their commands
+        // are the same (the new checkpoint has the old one's name).
+        try FileManager.default.removeItem(at: run.appendingPathComponent("train-pc"))
+        let fifth = try pipeline()
+        XCTAssertEqual(fifth.stdout.components(separatedBy: "is up to date").count - 1, 2, fifth.stdout)
+        let m5 = try manifest()
+        XCTAssertNotEqual(m5.stages["eval"]?.stamp, m3.stages["eval"]?.stamp)
+
+        // --from naming a stage this pipeline does not have (no train-sp section) is refused.
+        let absent = try TestSupport.pcsMPI(["pipeline", "--config", yaml.path, "--from", "train-sp"])
+        XCTAssertNotEqual(absent.status, 0)
+        XCTAssertTrue(absent.stderr.contains("not a stage of this pipeline"), absent.stderr)
+
         // An unknown stage in the file, and an unknown --from, are one-line errors.
         try (config(run, threshold: "0.3") + "\ntrain-xx: {epochs: 1}\n").write(to: yaml, atomically: true, encoding: .utf8)
         let bad = try TestSupport.pcsMPI(["pipeline", "--config", yaml.path])
