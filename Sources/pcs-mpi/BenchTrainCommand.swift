@@ -14,7 +14,9 @@ struct BenchTrainCommand: ParsableCommand {
         Generates a synthetic dataset (500x375 images), then runs `train-pc` (or `train-sp`) under \
         `mpirun -n R --threads T` for each layout in --layouts and reads its metrics.jsonl: images/s (steps after \
         the first), the share of step time spent waiting for gradient communication that backward did not hide, \
-        and the scaling efficiency relative to the first layout (same cores, different split). --stage sp trains \
+        the scaling efficiency relative to the first layout (same cores, different split), GFLOP/s against the \
+        OpenBLAS sgemm peak measured here (the FLOPs of one image's step counted in this process), and the peak \
+        memory of the largest process so far. --stage sp trains \
         on random sub-category labels (one bit per present class) and also times feature extraction (512x512, \
         this process's threads) and the k-means of one 4,155 × 1,024 class (VOC's person) with k = 10. Run it as \
         one process, from a release build.
@@ -72,8 +74,12 @@ struct BenchTrainCommand: ParsableCommand {
             try randomSubLabels(try ShardedDataset(directory: shards, name: "train"), k: 10).write(to: labels)
             stageArguments = ["train-sp", "--labels", labels.path]
         }
+        let variant = ModelVariant(rawValue: network) ?? (stage == "sp" ? .sp : .pc)
+        let flops = flopsPerImage(variant)
+        let peak = SgemmPeak.measure()
         print("bench train: stage \(stage), model \(network), global batch \(batch), crop \(crop)\(stage == "pc" ? "/\(pair)" : ""), \(steps - 1) timed steps")
-        print("layout        images/s   step s   exposed comm   efficiency")
+        print(String(format: "%.1f GFLOP per image (convolutions and products, counted in this process); sgemm peak %.0f GFLOP/s", flops / 1e9, peak))
+        print("layout        images/s   step s   exposed comm   efficiency   GFLOP/s   % sgemm   peak MiB")
         var baseline: Double?
         for (ranks, threads) in layouts.parsed {
             let run = scratch.appendingPathComponent("run-\(ranks)x\(threads)")
@@ -92,9 +98,32 @@ struct BenchTrainCommand: ParsableCommand {
             let commShare = exposed.reduce(0, +) / Double(max(exposed.count, 1)) / stepSeconds
             let efficiency = baseline.map { rate / $0 } ?? 1
             if baseline == nil { baseline = rate }
-            print(String(format: "%2d rank × %d thr %8.3f %8.2f %11.1f%% %11.0f%%", ranks, threads, rate, stepSeconds, 100 * commShare, 100 * efficiency))
+            let gflops = rate * flops / 1e9
+            print(String(format: "%2d rank × %d thr %8.3f %8.2f %11.1f%% %11.0f%% %9.0f %8.0f%% %10.0f", ranks, threads, rate, stepSeconds,
+                         100 * commShare, 100 * efficiency, gflops, 100 * gflops / peak, IOBenchmark.peakMemoryMiB().children))
         }
         if stage == "sp" { try benchmarkFeaturesAndClustering(shards, network: network, scratch: scratch) }
+    }
+
+    /// The FLOPs of one image's training step (PC: the crop and its pair; SP: the crop), forward and backward,
+    /// counted by running it once here; multiplied by images/s it gives the layouts' GFLOP/s.
+    func flopsPerImage(_ variant: ModelVariant) -> Double {
+        let conformer = Conformer(variant.config(k: 10), seed: 1)
+        conformer.setBatchNormMode(.training)
+        let c = conformer.config
+        let labels = Tensor(shape: [1, c.numClasses - 1])
+        let before = FlopCounter.count
+        func classification(_ side: Int) -> (ConformerOutput, Tensor) {
+            let out = conformer(Tensor(shape: [1, 3, side, side]), training: true)
+            return (out, PCSformerLoss.classification(convLogits: out.convLogits, transLogits: out.transLogits, labels: labels))
+        }
+        if stage == "sp" {
+            let (out, _) = classification(crop)
+            SPTrainingStage.loss(out, labels: labels, subLabels: Tensor(shape: [1, c.subClasses]), subLossWeight: 1).backward()
+        } else {
+            add(classification(crop).1, classification(pair).1).backward()
+        }
+        return FlopCounter.count - before
     }
 
     /// One bit per present class at a random cluster: what `cluster` would give, for timing only.

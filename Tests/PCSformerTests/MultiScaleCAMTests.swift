@@ -125,4 +125,15 @@ final class MultiScaleCAMTests: XCTestCase {
         XCTAssertEqual(JetColormap.rgb(0), [0, 0, 0.5])
         XCTAssertEqual(JetColormap.rgb(255), [0.5, 0, 0])
     }
+
+    /// Flip handling on its own: a mirrored pass is mirrored back (column x takes the source's W − 1 − x) and
+    /// weighted by the label before it is added.
+    func testMirroredPassIsMirroredBack() {
+        var sum = [Float](repeating: 1, count: 6)
+        let source: [Float] = [1, 2, 3, 4, 5, 6] // 2 rows × 3 columns
+        source.withUnsafeBufferPointer { MultiScaleCAM.accumulate(into: &sum, offset: 0, $0.baseAddress!, width: 3, height: 2, weight: 2, mirrored: true) }
+        XCTAssertEqual(sum, [7, 5, 3, 13, 11, 9])
+        source.withUnsafeBufferPointer { MultiScaleCAM.accumulate(into: &sum, offset: 0, $0.baseAddress!, width: 3, height: 2, weight: 1, mirrored: false) }
+        XCTAssertEqual(sum, [8, 7, 6, 17, 16, 15])
+    }
 }
