@@ -98,8 +98,8 @@ extension ShardedDataset {
         let cams = try ShardedDataset(directory: directory, name: CAMSetAttributes.name)
         let madeFor = cams.index.attributes[CAMSetAttributes.dataset] ?? "?"
         guard madeFor == dataset.index.name,
-              cams.index.attributes[CAMSetAttributes.datasetFingerprint] == dataset.index.fingerprint else {
-            throw FileError(path: indexPath, what: "CAMs were computed on shard set '\(madeFor)' (fingerprint \(cams.index.attributes[CAMSetAttributes.datasetFingerprint] ?? "?")), not on '\(dataset.index.name)' of \(dataset.directory.path) (\(dataset.index.fingerprint))")
+              cams.index.attributes[CAMSetAttributes.datasetFingerprint] == dataset.fingerprint else {
+            throw FileError(path: indexPath, what: "CAMs were computed on shard set '\(madeFor)' (fingerprint \(cams.index.attributes[CAMSetAttributes.datasetFingerprint] ?? "?")), not on '\(dataset.index.name)' of \(dataset.directory.path) (\(dataset.fingerprint))")
         }
         return cams
     }

@@ -93,3 +93,9 @@ public final class Communicator: @unchecked Sendable {
         exit(code)
     }
 }
+
+extension Communicator {
+    /// This rank's items of 0 ..< count, round-robin (rank, rank + size, …): the split every per-image loop uses, so
+    /// the items of all ranks together are each item exactly once.
+    public func share(_ count: Int) -> StrideTo<Int> { stride(from: rank, to: count, by: size) }
+}

@@ -63,6 +63,12 @@ extension ShardReader {
 }
 
 extension ShardReader {
+    /// The encoded ground-truth mask of `id` alone (nil when the item has none; nothing else is read).
+    public func mask(_ id: String) throws -> [UInt8]? {
+        let path = "\(try group(for: id))/mask"
+        return file.exists(path) ? try file.read(path).values : nil
+    }
+
     /// The image-level label vector of `id` alone (nothing else is read).
     public func label(_ id: String) throws -> [Float] {
         try file.read("\(try group(for: id))/label").values

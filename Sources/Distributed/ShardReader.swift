@@ -99,6 +99,8 @@ public final class ShardedDataset {
     public let directory: URL
     public let index: ShardIndex
     public let ids: [String]
+    /// `index.fingerprint`, computed once (it hashes every id).
+    public let fingerprint: String
     private let shardOfID: [String: Int]
     private var open: [Int: ShardReader] = [:]
     private var recentlyUsed: [Int] = []
@@ -109,6 +111,7 @@ public final class ShardedDataset {
         self.maxOpenShards = max(1, maxOpenShards)
         index = try ShardIndex.read(directory: directory, name: name)
         ids = index.ids
+        fingerprint = index.fingerprint
         var map: [String: Int] = [:]
         for (s, entry) in index.shards.enumerated() {
             for id in entry.ids { map[id] = s }

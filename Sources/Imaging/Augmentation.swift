@@ -153,6 +153,15 @@ public struct Normalization: Equatable, Sendable {
         }
         return out
     }
+
+    /// The normalised values in CHW order (upstream's `Normalize` then `HWC_to_CHW`), as the inference paths feed
+    /// the network.
+    public func applyCHW(_ image: PixelImage) -> [Float] {
+        let hwc = apply(image), c = image.channels, plane = image.width * image.height
+        var out = [Float](repeating: 0, count: hwc.count)
+        for i in 0..<plane { for ch in 0..<c { out[ch * plane + i] = hwc[i * c + ch] } }
+        return out
+    }
 }
 
 /// Steps 7–8, upstream's `RandomCrop(512)` then HWC → CHW: a size × size container of zeros (the mean colour after

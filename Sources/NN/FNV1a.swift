@@ -6,10 +6,13 @@ public struct FNV1a {
     public init() {}
 
     public mutating func mix(_ text: String) {
-        for byte in Array(text.utf8) + [0] {
-            value ^= UInt64(byte)
-            value = value &* 0x100_0000_01b3
-        }
+        for byte in text.utf8 { mixByte(byte) }
+        mixByte(0)
+    }
+
+    private mutating func mixByte(_ byte: UInt8) {
+        value ^= UInt64(byte)
+        value = value &* 0x100_0000_01b3
     }
 
     /// 16 hex digits.

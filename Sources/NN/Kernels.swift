@@ -161,6 +161,14 @@ extension Kernels {
     }
 
     /// out[b, i] = (1/h) Σ_j x[b, j, i] for x of shape (batch, h, count): the mean over the middle axis (heads).
+    /// Writes the plain `shape` buffer `src` permuted into `dst`: dst axis i is src axis `order[i]` (torch's
+    /// `x.permute(order).contiguous()`).
+    static func permute(_ src: UnsafeMutablePointer<Float>, _ shape: [Int], order: [Int], into dst: UnsafeMutablePointer<Float>) {
+        let srcStrides = strides(shape)
+        let outShape = order.map { shape[$0] }
+        copyStrided(src, strides: order.map { srcStrides[$0] }, dst, strides: strides(outShape), shape: outShape)
+    }
+
     public static func meanOverMiddleAxis(_ x: UnsafePointer<Float>, batch: Int, h: Int, count: Int,
                                           into out: UnsafeMutablePointer<Float>) {
         let divisor = Float(h)

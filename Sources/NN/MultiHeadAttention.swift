@@ -70,7 +70,7 @@ public func selfAttention(_ qkv: Tensor, heads h: Int, scale s: Float, attention
     // (B, N, 3, h, d) → (3, B, h, N, d): q, k, v become contiguous batches of (N, d) matrices.
     let split = Tensor(shape: [3, b, h, n, d])
     defer { withExtendedLifetime(split) {} } // q, k, v below are raw pointers into it
-    permute(qkv.storage.floats, [b, n, 3, h, d], order: [2, 0, 3, 1, 4], into: split.storage.floats)
+    Kernels.permute(qkv.storage.floats, [b, n, 3, h, d], order: [2, 0, 3, 1, 4], into: split.storage.floats)
     let (q, k, v) = (split.storage.data, split.storage.data + 4 * headSize, split.storage.data + 8 * headSize)
 
     // The scale is applied to the products inside oneDNN (an output scale): the same float arithmetic as scaling
@@ -86,7 +86,7 @@ public func selfAttention(_ qkv: Tensor, heads h: Int, scale s: Float, attention
     let heads = Tensor(shape: [b, h, n, d])
     batchedMatmul(attention.storage.data, v, heads.storage.data, batch: bh, m: n, k: n, n: d)
     let y = Tensor(shape: [b, n, c])
-    permute(heads.storage.floats, [b, h, n, d], order: [0, 2, 1, 3], into: y.storage.floats)
+    Kernels.permute(heads.storage.floats, [b, h, n, d], order: [0, 2, 1, 3], into: y.storage.floats)
 
     guard Autograd.needsGrad(qkv) else { return y }
     Autograd.record(y) { [qkv = qkv.slot] dy in
@@ -94,7 +94,7 @@ public func selfAttention(_ qkv: Tensor, heads h: Int, scale s: Float, attention
         let (q, k, v) = (split.storage.data, split.storage.data + 4 * headSize, split.storage.data + 8 * headSize)
         let dy = dy.plain()
         let g = Tensor(shape: [b, h, n, d])
-        permute(dy.storage.floats, [b, n, h, d], order: [0, 2, 1, 3], into: g.storage.floats)
+        Kernels.permute(dy.storage.floats, [b, n, h, d], order: [0, 2, 1, 3], into: g.storage.floats)
         let dSplit = Tensor(shape: [3, b, h, n, d])
         let (dq, dk, dv) = (dSplit.storage.data, dSplit.storage.data + 4 * headSize, dSplit.storage.data + 8 * headSize)
         batchedMatmul(attention.storage.data, g.storage.data, dv, batch: bh, m: n, k: n, n: d, transposeA: true)
@@ -106,18 +106,10 @@ public func selfAttention(_ qkv: Tensor, heads h: Int, scale s: Float, attention
         batchedMatmul(dZ.storage.data, k, dq, batch: bh, m: n, k: n, n: d)
         batchedMatmul(dZ.storage.data, q, dk, batch: bh, m: n, k: n, n: d, transposeA: true)
         let dqkv = Tensor(shape: qkv.shape)
-        permute(dSplit.storage.floats, [3, b, h, n, d], order: [1, 3, 0, 2, 4], into: dqkv.storage.floats)
+        Kernels.permute(dSplit.storage.floats, [3, b, h, n, d], order: [1, 3, 0, 2, 4], into: dqkv.storage.floats)
         qkv.accumulateGrad(dqkv)
     }
     return y
-}
-
-/// Writes the plain `shape` buffer `src` permuted into `dst`: dst axis i is src axis `order[i]` (torch's
-/// `x.permute(order).contiguous()`).
-private func permute(_ src: UnsafeMutablePointer<Float>, _ shape: [Int], order: [Int], into dst: UnsafeMutablePointer<Float>) {
-    let srcStrides = Kernels.strides(shape)
-    let outShape = order.map { shape[$0] }
-    Kernels.copyStrided(src, strides: order.map { srcStrides[$0] }, dst, strides: Kernels.strides(outShape), shape: outShape)
 }
 
 /// C[i] = A[i]·B[i] for `batch` consecutive (M, K)·(K, N) products of plain buffers, on oneDNN's matmul with a batch

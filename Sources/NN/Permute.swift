@@ -5,11 +5,8 @@
 public func permute(_ x: Tensor, _ order: [Int]) -> Tensor {
     precondition(order.sorted() == Array(0..<x.shape.count), "permute: order \(order) is not a permutation of \(x.shape.count) axes (input \(x.shape))")
     let x = x.plain()
-    let outShape = order.map { x.shape[$0] }
-    let inStrides = Kernels.strides(x.shape)
-    let out = Tensor(shape: outShape)
-    Kernels.copyStrided(x.storage.floats, strides: order.map { inStrides[$0] }, out.storage.floats,
-                        strides: Kernels.strides(outShape), shape: outShape)
+    let out = Tensor(shape: order.map { x.shape[$0] })
+    Kernels.permute(x.storage.floats, x.shape, order: order, into: out.storage.floats)
     guard Autograd.needsGrad(x) else { return out }
     var inverse = [Int](repeating: 0, count: order.count)
     for (i, o) in order.enumerated() { inverse[o] = i }

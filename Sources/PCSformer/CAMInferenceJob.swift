@@ -45,9 +45,14 @@ public final class CAMInferenceJob {
         settings = Settings(method: cam.method, pyramid: cam.pyramid, weights: weights)
     }
 
+    /// The export folders that are set, by kind.
+    private var exportFolders: [(name: String, url: URL)] {
+        [("attention", attentionFolder), ("heatmaps", heatmapFolder), ("npy", npyFolder)].compactMap { name, url in url.map { (name, $0) } }
+    }
+
     private var settingsText: String {
         var current = settings
-        current.exports = [("attention", attentionFolder), ("heatmaps", heatmapFolder), ("npy", npyFolder)].compactMap { $0.1 == nil ? nil : $0.0 }
+        current.exports = exportFolders.map(\.name)
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         return String(decoding: (try? encoder.encode(current)) ?? Data(), as: UTF8.self)
@@ -67,7 +72,7 @@ public final class CAMInferenceJob {
         var parts: [ShardIndex.Entry] = []
         var attempt = 0
         // Temporary files of an interrupted attempt (here and in the export folders) are never complete.
-        for folder in [attentionFolder, heatmapFolder, npyFolder].compactMap({ $0 }) where fm.fileExists(atPath: folder.path) {
+        for (_, folder) in exportFolders where fm.fileExists(atPath: folder.path) {
             for name in try fm.contentsOfDirectory(atPath: folder.path) where name.hasPrefix(".") && name.contains(".partial-") {
                 try? fm.removeItem(at: folder.appendingPathComponent(name))
             }
@@ -79,7 +84,7 @@ public final class CAMInferenceJob {
             }
             guard name.hasPrefix("\(CAMSetAttributes.name)-a"), name.hasSuffix(".h5") else { continue }
             let reader = try ShardReader(url: output.appendingPathComponent(name))
-            guard try reader.attribute(CAMSetAttributes.datasetFingerprint) == dataset.index.fingerprint,
+            guard try reader.attribute(CAMSetAttributes.datasetFingerprint) == dataset.fingerprint,
                   try reader.attribute(CAMSetAttributes.settings) == settingsText else {
                 throw FileError(path: reader.url.path, what: "holds CAMs made with other weights, settings, exports or dataset; choose another --out or remove \(output.path)")
             }
@@ -119,12 +124,12 @@ public final class CAMInferenceJob {
         }
         let mine = Self.assign(costs: costs, ranks: world.size)[world.rank].map { remaining[$0] }
         if world.isRoot, !done.isEmpty { Log.info("infer-cam: \(done.count) images already done, \(remaining.count) to go") }
-        for folder in [attentionFolder, heatmapFolder, npyFolder].compactMap({ $0 }) {
+        for (_, folder) in exportFolders {
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         }
 
         let attributes = [CAMSetAttributes.dataset: dataset.index.name,
-                          CAMSetAttributes.datasetFingerprint: dataset.index.fingerprint,
+                          CAMSetAttributes.datasetFingerprint: dataset.fingerprint,
                           CAMSetAttributes.settings: settingsText]
         let progress = ProgressReporter("infer-cam (rank 0's share)", total: mine.count, unit: "images", enabled: world.isRoot)
         var written: [ShardIndex.Entry] = []

@@ -26,7 +26,7 @@ public enum CAMMethod: String, CaseIterable, Sendable {
             let xs = x.storage.floats + s * c * p, ys = out.storage.floats + s * c * p
             let attn = a.storage.floats + s * n * n
             switch self {
-            case .convcam:
+            case .convcam: // returned above
                 break
             case .clsattn:
                 for k in 0..<c { for q in 0..<p { ys[k * p + q] = attn[1 + q] * xs[k * p + q] } }

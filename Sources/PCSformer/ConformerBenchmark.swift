@@ -58,10 +58,7 @@ public struct ConformerBenchmark {
         model.setBatchNormMode(.training)
         let train = time(steps) {
             for p in model.parameters { p.grad = nil }
-            let a = model(image, training: true), b = model(pair, training: true)
-            let loss = scale(add(PCSformerLoss.classification(convLogits: a.convLogits, transLogits: a.transLogits, labels: labels),
-                                 PCSformerLoss.classification(convLogits: b.convLogits, transLogits: b.transLogits, labels: labels)), 0.5)
-            loss.backward()
+            PCTrainingStage.loss(model, crops: image, pairs: pair, labels: labels).backward()
             optimizer.step()
         }
         return [Result(what: "PC training step 512+224, batch \(batch)", seconds: train.seconds,

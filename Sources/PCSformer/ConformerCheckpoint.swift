@@ -27,4 +27,13 @@ public enum ConformerCheckpoint {
     public static func loadStrict(_ model: Conformer, path: String) throws {
         try model.load(try StateDict.load(path: path), strict: true, source: path)
     }
+
+    /// A network of `config` with a stage checkpoint loaded strictly, BatchNorm on running statistics: what CAM
+    /// inference and feature extraction run.
+    public static func loadForInference(_ config: ConformerConfig, path: String) throws -> Conformer {
+        let conformer = Conformer(config, seed: 0)
+        try loadStrict(conformer, path: path)
+        conformer.setBatchNormMode(.inference)
+        return conformer
+    }
 }

@@ -33,8 +33,6 @@ public struct ConformerConfig: Codable, Equatable, Sendable {
     /// A small configuration of the same code: channels 16/32/64, embedding 32, 2 heads.
     public static let tiny = ConformerConfig(baseChannel: 16, channelRatio: 1, embedDim: 32, heads: 2)
 
-    /// The named configurations `--model` accepts.
-    public static let named: [String: ConformerConfig] = ["conformer-s": .small, "tiny": .tiny]
 
     /// Layout of coupled block i (2…12), spec §2.4: CNN channels in and out, the stride of its first ConvBlock,
     /// whether that block projects its shortcut, and the FCU down/up-sampling factor dw.

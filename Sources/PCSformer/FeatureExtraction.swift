@@ -21,7 +21,7 @@ public struct FeatureExtraction {
     /// The feature of one image. The model must be in inference mode.
     public func callAsFunction(_ image: PixelImage) -> [Float] {
         let warped = PILResize.resize(image, width: side, height: side, filter: .bicubic)
-        let x = Tensor(MultiScaleCAM.planar(normalization.apply(warped), width: side, height: side), shape: [1, 3, side, side])
+        let x = Tensor(normalization.applyCHW(warped), shape: [1, 3, side, side])
         return Autograd.noGrad { () -> [Float] in model(x).pooledFeature.toArray() }
     }
 
@@ -30,9 +30,9 @@ public struct FeatureExtraction {
     public func run(_ dataset: ShardedDataset, world: Communicator) throws -> ClassFeatures {
         let d = model.config.featureChannels
         var values = [Float](repeating: 0, count: dataset.count * d)
-        let share = max(0, (dataset.count - world.rank + world.size - 1) / world.size)
-        let progress = ProgressReporter("extract-features (rank 0's share)", total: share, unit: "images", enabled: world.isRoot)
-        for i in stride(from: world.rank, to: dataset.count, by: world.size) {
+        let mine = Array(world.share(dataset.count))
+        let progress = ProgressReporter("extract-features (rank 0's share)", total: mine.count, unit: "images", enabled: world.isRoot)
+        for i in mine {
             let id = dataset.ids[i]
             let image = try ImageFile.decodeRGB(try dataset.record(id).image, name: "\(dataset.index.name)/\(id)")
             let feature = self(image)
@@ -43,6 +43,6 @@ public struct FeatureExtraction {
         progress.finish()
         world.allreduce(&values)
         return ClassFeatures(ids: dataset.ids, dimension: d, values: values, dataset: dataset.index.name,
-                             datasetFingerprint: dataset.index.fingerprint)
+                             datasetFingerprint: dataset.fingerprint)
     }
 }

@@ -40,9 +40,7 @@ public struct MultiScaleCAM {
         guard !classes.isEmpty else { return ClassActivationMaps(classes: [], width: w0, height: h0, values: []) }
         for scaled in pyramid.images(image) {
             // The image and its mirror as one batch of 2 (eval-mode BatchNorm treats samples independently).
-            let chw = Self.planar(normalization.apply(scaled), width: scaled.width, height: scaled.height)
-            let mirrored = Self.planar(normalization.apply(HorizontalFlip.apply(scaled)), width: scaled.width, height: scaled.height)
-            let x = Tensor(chw + mirrored, shape: [2, 3, scaled.height, scaled.width])
+            let x = Tensor(Self.withMirror(normalization.applyCHW(scaled), width: scaled.width), shape: [2, 3, scaled.height, scaled.width])
             let cam = Autograd.noGrad { model(x, cam: method).cam! }
             let up = interpolate(Self.channels(cam, foreground: classes), size: (h0, w0), mode: .bilinear)
             withExtendedLifetime(up) {
@@ -63,11 +61,19 @@ public struct MultiScaleCAM {
         return ClassActivationMaps(classes: classes, width: w0, height: h0, values: sum)
     }
 
-    /// HWC floats to CHW.
-    static func planar(_ hwc: [Float], width: Int, height: Int) -> [Float] {
-        var out = [Float](repeating: 0, count: hwc.count)
-        let plane = width * height
-        for i in 0..<plane { for ch in 0..<3 { out[ch * plane + i] = hwc[i * 3 + ch] } }
+    /// CHW planes followed by their left–right mirror (upstream's `np.flip(x, -1)` of the normalised array: the
+    /// normalisation is per pixel, so mirroring before or after it gives the same values).
+    static func withMirror(_ chw: [Float], width: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: 2 * chw.count)
+        out.withUnsafeMutableBufferPointer { dst in
+            chw.withUnsafeBufferPointer { src in
+                dst.baseAddress!.update(from: src.baseAddress!, count: chw.count)
+                for row in 0..<(chw.count / width) {
+                    let s = src.baseAddress! + row * width, d = dst.baseAddress! + chw.count + row * width
+                    for x in 0..<width { d[x] = s[width - 1 - x] }
+                }
+            }
+        }
         return out
     }
 

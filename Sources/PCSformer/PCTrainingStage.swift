@@ -42,11 +42,18 @@ public final class PCTrainingStage: ConformerTrainingStage {
 
     public func loss(_ batch: Batch) -> Tensor {
         let (n, s, p) = (batch.count, augmentation.crop.size, augmentation.pairSize)
-        let labels = Tensor(batch.labels, shape: [n, conformer.config.numClasses - 1])
-        func loss(_ pixels: [Float], side: Int) -> Tensor {
-            let out = conformer(Tensor(pixels, shape: [n, 3, side, side]), training: true)
+        return Self.loss(conformer, crops: Tensor(batch.images, shape: [n, 3, s, s]), pairs: Tensor(batch.pairs, shape: [n, 3, p, p]),
+                         labels: Tensor(batch.labels, shape: [n, conformer.config.numClasses - 1]))
+    }
+
+    /// The §3.4 loss of one step: the mean of the classification losses of the crops and of their pairs, each a
+    /// training-mode forward (the crops first).
+    public static func loss(_ conformer: Conformer, crops: Tensor, pairs: Tensor, labels: Tensor) -> Tensor {
+        func loss(_ x: Tensor) -> Tensor {
+            let out = conformer(x, training: true)
             return PCSformerLoss.classification(convLogits: out.convLogits, transLogits: out.transLogits, labels: labels)
         }
-        return scale(add(loss(batch.images, side: s), loss(batch.pairs, side: p)), 0.5)
+        let crop = loss(crops)
+        return scale(add(crop, loss(pairs)), 0.5)
     }
 }

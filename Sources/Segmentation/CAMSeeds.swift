@@ -34,8 +34,14 @@ public struct CAMSeeds {
     /// The label map for background score `threshold`.
     public func prediction(threshold: Float) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: best.count)
-        for i in out.indices where best[i] > threshold { out[i] = label[i] }
+        prediction(threshold: threshold, into: &out)
         return out
+    }
+
+    /// The same into a reused buffer of `width · height` labels (one per threshold of a sweep).
+    public func prediction(threshold: Float, into out: inout [UInt8]) {
+        precondition(out.count == best.count, "CAMSeeds: a buffer of \(out.count) for \(width)x\(height) pixels")
+        for i in out.indices { out[i] = best[i] > threshold ? label[i] : 0 }
     }
 }
 

@@ -45,7 +45,7 @@ public struct ClassFeatures {
         let ids = try file.readStrings("/ids")
         guard shape.count == 2, shape[0] == ids.count else { throw HDF5Error(file: url.path, what: "features are \(shape) for \(ids.count) ids") }
         let fingerprint = try file.stringAttribute(CAMSetAttributes.datasetFingerprint) ?? ""
-        guard fingerprint == dataset.index.fingerprint, ids == dataset.ids else {
+        guard fingerprint == dataset.fingerprint, ids == dataset.ids else {
             throw HDF5Error(file: url.path, what: "features were computed on '\(try file.stringAttribute(CAMSetAttributes.dataset) ?? "?")', not on '\(dataset.index.name)' of \(dataset.directory.path)")
         }
         return ClassFeatures(ids: ids, dimension: shape[1], values: values, dataset: dataset.index.name, datasetFingerprint: fingerprint)
@@ -82,7 +82,7 @@ public struct ClassClustering {
             throw FileError(path: features.dataset, what: "class '\(names[c])' has \(members[c].count) images, fewer than --k \(k) clusters")
         }
         var mine: [Int: [Int]] = [:]
-        for c in stride(from: world.rank, to: classes, by: world.size) {
+        for c in world.share(classes) {
             let start = Date()
             let d = features.dimension
             var rows = [Float](); rows.reserveCapacity(members[c].count * d)

@@ -43,11 +43,9 @@ public struct ContactSheet {
     /// Label indices to VOC palette colours (RGB).
     static func colour(_ labels: PixelImage) -> PixelImage {
         var out = PixelImage(width: labels.width, height: labels.height, channels: 3)
+        let palette = VOCPalette.rgb
         for (i, v) in labels.pixels.enumerated() {
-            let c = VOCPalette.color(of: Int(v))
-            out.pixels[i * 3] = c[0]
-            out.pixels[i * 3 + 1] = c[1]
-            out.pixels[i * 3 + 2] = c[2]
+            for ch in 0..<3 { out.pixels[i * 3 + ch] = palette[Int(v) * 3 + ch] }
         }
         return out
     }

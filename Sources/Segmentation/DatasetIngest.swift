@@ -65,7 +65,7 @@ public struct DatasetIngest {
         }
         var allAttributes = attributes
         allAttributes["class_names"] = classNames.joined(separator: ",")
-        let myShards = stride(from: world.rank, to: shardCount, by: world.size).map { $0 }
+        let myShards = Array(world.share(shardCount))
         let myItemCount = myShards.reduce(0) { $0 + items(ofShard: $1, count: count).count }
         let progress = ProgressReporter("ingest \(name)", total: myItemCount, unit: "images", enabled: world.isRoot)
         var written: [ShardOf] = []

@@ -1,6 +1,5 @@
 import Distributed
 import Foundation
-import NN
 import Imaging
 import NN
 

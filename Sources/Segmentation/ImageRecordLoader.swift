@@ -20,24 +20,18 @@ public enum ImageRecordLoader {
         let image = try attempt(imagePath) { try ImageFile.decodeRGB(bytes, name: imagePath) }
         let format = ImageFormat(sniffing: bytes) ?? .jpeg
 
-        var maskBytes: [UInt8]?
-        if let maskPath {
-            let mask = try attempt(maskPath) { try ImageFile.readBytes(maskPath) }
-            let decoded = try attempt(maskPath) { try PNGCodec.decodeIndices(mask, name: maskPath) }
+        // A mask or saliency map must decode and have the image's size; its file bytes are stored as they are.
+        func sidecar(_ path: String?, _ what: String, _ decode: ([UInt8], String) throws -> PixelImage) throws -> [UInt8]? {
+            guard let path else { return nil }
+            let bytes = try attempt(path) { try ImageFile.readBytes(path) }
+            let decoded = try attempt(path) { try decode(bytes, path) }
             guard decoded.width == image.width, decoded.height == image.height else {
-                throw reject(maskPath, "mask is \(decoded.width)x\(decoded.height), image is \(image.width)x\(image.height)")
+                throw reject(path, "\(what) is \(decoded.width)x\(decoded.height), image is \(image.width)x\(image.height)")
             }
-            maskBytes = mask
+            return bytes
         }
-        var saliencyBytes: [UInt8]?
-        if let saliencyPath {
-            let saliency = try attempt(saliencyPath) { try ImageFile.readBytes(saliencyPath) }
-            let decoded = try attempt(saliencyPath) { try PNGCodec.decodeGray(saliency, name: saliencyPath) }
-            guard decoded.width == image.width, decoded.height == image.height else {
-                throw reject(saliencyPath, "saliency map is \(decoded.width)x\(decoded.height), image is \(image.width)x\(image.height)")
-            }
-            saliencyBytes = saliency
-        }
+        let maskBytes = try sidecar(maskPath, "mask", PNGCodec.decodeIndices)
+        let saliencyBytes = try sidecar(saliencyPath, "saliency map", PNGCodec.decodeGray)
         return DatasetRecord(id: id, image: bytes, imageFormat: format.rawValue, width: image.width, height: image.height,
                              label: label, mask: maskBytes, saliency: saliencyBytes)
     }

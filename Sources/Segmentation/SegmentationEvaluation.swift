@@ -19,7 +19,8 @@ public struct SegmentationEvaluation {
     /// Counts PNG predictions `<folder>/<id>.png` (palette or grey label maps) for this rank's share of the ids.
     public func countPNGPredictions(in folder: URL, world: Communicator) throws -> ConfusionMatrix {
         var matrix = ConfusionMatrix(classes: labelNames.count)
-        for (i, id) in dataset.ids.enumerated() where i % world.size == world.rank {
+        for i in world.share(dataset.count) {
+            let id = dataset.ids[i]
             let path = folder.appendingPathComponent("\(id).png").path
             let prediction = try PNGCodec.decodeIndices(try ImageFile.readBytes(path), name: path)
             let truth = try truth(id, width: prediction.width, height: prediction.height, prediction: path)
@@ -31,8 +32,7 @@ public struct SegmentationEvaluation {
 
     /// The decoded ground-truth mask of `id`, checked against the prediction's size.
     func truth(_ id: String, width: Int, height: Int, prediction: String) throws -> [UInt8] {
-        let record = try dataset.record(id)
-        guard let maskBytes = record.mask else {
+        guard let maskBytes = try dataset.locate(id).reader.mask(id) else {
             throw FileError(path: dataset.directory.path, what: "image \(id) has no ground-truth mask in the shards")
         }
         let truth = try PNGCodec.decodeIndices(maskBytes, name: "\(dataset.index.name)/\(id) mask")
@@ -50,7 +50,8 @@ public struct SegmentationEvaluation {
         var matrices = [ConfusionMatrix](repeating: ConfusionMatrix(classes: labelNames.count), count: thresholds.count)
         if let seeds { try FileManager.default.createDirectory(at: seeds, withIntermediateDirectories: true) }
         let camIndex = ShardIndex.url(directory: cams.directory, name: cams.index.name).path
-        for (i, id) in dataset.ids.enumerated() where i % world.size == world.rank {
+        for i in world.share(dataset.count) {
+            let id = dataset.ids[i]
             guard cams.contains(id) else { throw FileError(path: camIndex, what: "no CAMs for image \(id); run infer-cam on this split") }
             let record = try cams.camRecord(id).maps
             guard record.classes.allSatisfy({ $0 + 1 < labelNames.count }) else {
@@ -58,8 +59,10 @@ public struct SegmentationEvaluation {
             }
             let truth = try truth(id, width: record.width, height: record.height, prediction: camIndex)
             let seedsOfImage = CAMSeeds(record)
+            var prediction = [UInt8](repeating: 0, count: truth.count)
             for (t, threshold) in thresholds.enumerated() {
-                matrices[t].add(groundTruth: truth, prediction: seedsOfImage.prediction(threshold: Float(threshold)))
+                seedsOfImage.prediction(threshold: Float(threshold), into: &prediction)
+                matrices[t].add(groundTruth: truth, prediction: prediction)
             }
             if let seeds {
                 let map = PixelImage(width: record.width, height: record.height, channels: 1,

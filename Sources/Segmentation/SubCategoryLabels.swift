@@ -62,12 +62,12 @@ public struct SubCategoryLabels: Equatable {
         var own = [Float](repeating: 0, count: ids.count * width)
         var kept: [Int] = []
         var seen = Set<Int>()
+        let members = ClassClustering.members(imageLabels, classes: classes)
         for c in 0..<classes {
-            let members = ids.indices.filter { imageLabels[$0][c] == 1 }
-            guard members.count == clusters[c].count else {
-                throw FileError(path: "-", what: "class \(c) has \(members.count) images but \(clusters[c].count) cluster assignments")
+            guard members[c].count == clusters[c].count else {
+                throw FileError(path: "-", what: "class \(c) has \(members[c].count) images but \(clusters[c].count) cluster assignments")
             }
-            for (m, i) in members.enumerated() {
+            for (m, i) in members[c].enumerated() {
                 let j = clusters[c][m]
                 precondition(j >= 0 && j < k, "SubCategoryLabels: cluster \(j) of class \(c) outside 0..<\(k)")
                 own[i * width + c * k + j] = 1

@@ -39,7 +39,7 @@ public struct SyntheticDatasetWriter {
             try fm.createDirectory(at: root.appendingPathComponent(folder), withIntermediateDirectories: true)
         }
         let names = SyntheticScene.classNames(count: config.classes)
-        let mine = stride(from: world.rank, to: images, by: world.size)
+        let mine = world.share(images)
         let progress = ProgressReporter("synth", total: mine.underestimatedCount, unit: "images", enabled: world.isRoot)
         for i in mine {
             let id = Self.id(i)

@@ -2,7 +2,6 @@ import ArgumentParser
 import Distributed
 import Foundation
 import NN
-import NN
 import Segmentation
 
 struct BenchIOCommand: ParsableCommand {

@@ -44,16 +44,9 @@ struct BenchInferCommand: ParsableCommand {
         guard world.size == 1 else { throw ValidationError("bench infer launches mpirun itself; run it without mpirun") }
         let scratch = dir.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory.appendingPathComponent("pcs-mpi-bench-infer-\(getpid())")
         defer { if dir == nil { try? FileManager.default.removeItem(at: scratch) } }
-        let synth = scratch.appendingPathComponent("synth"), shards = scratch.appendingPathComponent("shards")
-        try SyntheticDatasetWriter(config: SyntheticConfig(width: 500, height: 375, classes: 20, seed: 7), images: images, valFraction: 0)
-            .write(to: synth, world: world)
-        let ingest = DatasetIngest(name: "train", directory: shards, shardCount: 2, classNames: SyntheticScene.classNames(count: 20))
-        let source = try VOCIngestSource(root: synth, list: synth.appendingPathComponent("ImageSets/Segmentation/train.txt"), masks: nil, saliency: nil)
-        _ = try ingest.run(count: source.ids.count, world: world) { index in
-            // Every image gets the same number of present classes, so the work per image is what --classes-per-image says.
-            var record = try source.record(index)
-            record.label = (0..<20).map { $0 < classesPerImage ? 1 : 0 }
-            return record
+        // Every image gets the same number of present classes, so the work per image is what --classes-per-image says.
+        let shards = try BenchDataset.make(in: scratch, images: images, seed: 7, shards: 2, world: world) { _ in
+            (0..<20).map { $0 < classesPerImage ? 1 : 0 }
         }
 
         let conformer = Conformer(model.config(), seed: 1)

@@ -38,15 +38,13 @@ struct ExtractFeaturesCommand: ParsableCommand {
 
     func validate() throws {
         guard side > 0, side % 16 == 0 else { throw ValidationError("--side must be a positive multiple of 16; got \(side)") }
-        guard FileManager.default.fileExists(atPath: weights) else { throw ValidationError("--weights \(weights): no such file") }
+        try requireFile(weights, flag: "--weights")
     }
 
     func run() throws {
         let world = global.startWorld()
         let dataset = try ShardedDataset(directory: URL(fileURLWithPath: data), name: split)
-        let conformer = Conformer(model.config(classes: dataset.classNames.count + 1), seed: 0)
-        try ConformerCheckpoint.loadStrict(conformer, path: weights)
-        conformer.setBatchNormMode(.inference)
+        let conformer = try ConformerCheckpoint.loadForInference(model.config(classes: dataset.classNames.count + 1), path: weights)
         let start = Date()
         let features = try FeatureExtraction(model: conformer, side: side).run(dataset, world: world)
         if world.isRoot {

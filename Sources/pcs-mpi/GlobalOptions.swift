@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import Distributed
 
 extension LogLevel: ExpressibleByArgument {}
@@ -28,4 +29,9 @@ struct GlobalOptions: ParsableArguments {
         ThreadPlan.apply(requested: threads, localSize: world.localSize)
         return world
     }
+}
+
+/// A path option that must name an existing file: a parse-time error naming the flag (exit status 2).
+func requireFile(_ path: String, flag: String) throws {
+    guard FileManager.default.fileExists(atPath: path) else { throw ValidationError("\(flag) \(path): no such file") }
 }

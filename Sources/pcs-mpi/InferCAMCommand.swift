@@ -80,15 +80,13 @@ struct InferCAMCommand: ParsableCommand {
     func validate() throws {
         _ = try parsedScales()
         guard longSide >= 16, chunk >= 1, k >= 1 else { throw ValidationError("--long-side must be ≥ 16, --chunk and --k ≥ 1") }
-        guard FileManager.default.fileExists(atPath: weights) else { throw ValidationError("--weights \(weights): no such file") }
+        try requireFile(weights, flag: "--weights")
     }
 
     func run() throws {
         let world = global.startWorld()
         let dataset = try ShardedDataset(directory: URL(fileURLWithPath: data), name: split)
-        let conformer = Conformer(model.config(classes: dataset.classNames.count + 1, k: k), seed: 0)
-        try ConformerCheckpoint.loadStrict(conformer, path: weights)
-        conformer.setBatchNormMode(.inference)
+        let conformer = try ConformerCheckpoint.loadForInference(model.config(classes: dataset.classNames.count + 1, k: k), path: weights)
         let cam = MultiScaleCAM(model: conformer, method: method, pyramid: CAMPyramid(longSide: longSide, scales: try parsedScales()))
         // The weights are identified by name, size and time, so a resumed run refuses parts made with other weights.
         // Rank 0 reads them and tells the others, so every rank stamps its parts alike.

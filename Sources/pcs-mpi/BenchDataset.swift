@@ -1,0 +1,23 @@
+import Distributed
+import Foundation
+import Segmentation
+
+/// The synthetic VOC-sized training set the multi-process benchmarks (`bench train`, `bench infer`) run on:
+/// `images` generated 500×375 images with 20 classes, ingested into `shards` shards of the set `train` under
+/// SCRATCH/shards. `relabel` may replace an image's label vector (e.g. to fix the classes per image).
+enum BenchDataset {
+    static func make(in scratch: URL, images: Int, seed: UInt64, shards: Int, world: Communicator,
+                     relabel: (([Float]) -> [Float])? = nil) throws -> URL {
+        let synth = scratch.appendingPathComponent("synth"), directory = scratch.appendingPathComponent("shards")
+        try SyntheticDatasetWriter(config: SyntheticConfig(width: 500, height: 375, classes: 20, seed: seed), images: images, valFraction: 0)
+            .write(to: synth, world: world)
+        let ingest = DatasetIngest(name: "train", directory: directory, shardCount: shards, classNames: SyntheticScene.classNames(count: 20))
+        let source = try VOCIngestSource(root: synth, list: synth.appendingPathComponent("ImageSets/Segmentation/train.txt"), masks: nil, saliency: nil)
+        _ = try ingest.run(count: source.ids.count, world: world) { index in
+            var record = try source.record(index)
+            if let relabel { record.label = relabel(record.label) }
+            return record
+        }
+        return directory
+    }
+}
