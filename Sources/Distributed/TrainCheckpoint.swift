@@ -17,18 +17,15 @@ public enum TrainCheckpoint {
 
     public static func write(to url: URL, model: Module, optimizer: OptimizerState, step: Int,
                              position: DistributedSampler.Position, ranks: [RankRandomState], config: String) throws {
-        let temporary = AtomicFile.temporaryURL(for: url)
-        let file = try HDF5File.create(temporary.path)
-        try model.stateDict().write(into: file)
-        try optimizer.write(into: file, group: "/optimizer")
-        try file.setAttribute("step", [Int64(step)])
-        try file.setAttribute("epoch", [Int64(position.epoch)])
-        try file.setAttribute("position", String(decoding: try JSONEncoder().encode(position), as: UTF8.self))
-        try file.setAttribute("ranks", String(decoding: try JSONEncoder().encode(ranks), as: UTF8.self))
-        try file.setAttribute("config", config)
-        try file.flush()
-        file.close()
-        try AtomicFile.commit(temporary, to: url)
+        try HDF5File.writeAtomically(to: url) { file in
+            try model.stateDict().write(into: file)
+            try optimizer.write(into: file, group: "/optimizer")
+            try file.setAttribute("step", [Int64(step)])
+            try file.setAttribute("epoch", [Int64(position.epoch)])
+            try file.setAttribute("position", String(decoding: try JSONEncoder().encode(position), as: UTF8.self))
+            try file.setAttribute("ranks", String(decoding: try JSONEncoder().encode(ranks), as: UTF8.self))
+            try file.setAttribute("config", config)
+        }
     }
 
     public struct Loaded {

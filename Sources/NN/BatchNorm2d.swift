@@ -86,7 +86,7 @@ public final class BatchNorm2d {
         let flags = normalizationScaleShift | (batchStatistics ? 0 : dnnl_use_global_stats.rawValue)
         // Batch statistics come out of the primitive only in training propagation; so does a backward hint.
         let propagation = batchStatistics || record ? dnnl_forward_training : dnnl_forward_inference
-        let shapes = "\(x.shape)\(PrimitiveCache.key(x.desc))eps\(eps)flags\(flags)"
+        let shapes = "\(x.shape)\(x.layoutKey)eps\(eps)flags\(flags)"
 
         let forward = PrimitiveCache.primitive("batchnorm.fwd\(propagation.rawValue)\(shapes)") {
             var data = x.desc

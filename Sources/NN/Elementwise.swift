@@ -106,7 +106,7 @@ private func runBinary(_ op: BinaryOperation, _ big: Tensor, _ small: Tensor) ->
     }
     let src1 = padded == big.shape ? Reorder.ensure(small, big.desc) : small.plain()
     let src1Desc = padded == big.shape ? big.desc : MemoryDesc.plain(padded)
-    let shapes = "\(big.shape)\(PrimitiveCache.key(big.desc))\(padded)\(PrimitiveCache.key(src1Desc))"
+    let shapes = "\(big.shape)\(big.layoutKey)\(padded)\(PrimitiveCache.key(src1Desc))"
     let primitive = PrimitiveCache.primitive("binary.\(op)\(shapes)") {
         var s0 = big.desc, s1 = src1Desc, d = big.desc
         var desc = dnnl_binary_desc_t()

@@ -22,7 +22,7 @@ public enum Activation: String {
 /// Applies an activation; see `Activation`.
 public func activation(_ kind: Activation, _ x: Tensor) -> Tensor {
     let training = Autograd.needsGrad(x)
-    let layout = PrimitiveCache.key(x.desc)
+    let layout = x.layoutKey
     let forward = PrimitiveCache.primitive("eltwise.\(kind)\(training)\(x.shape)\(layout)") {
         var md = x.desc
         var desc = dnnl_eltwise_desc_t()

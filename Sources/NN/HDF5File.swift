@@ -69,6 +69,20 @@ public final class HDF5File {
         }
     }
 
+    /// Creates the file `url` under a temporary name, lets `body` fill it, then flushes, closes and renames it into
+    /// place (see `AtomicFile`): a file with the final name is always complete, and the temporary file is removed
+    /// if anything fails.
+    public static func writeAtomically(to url: URL, _ body: (HDF5File) throws -> Void) throws {
+        let temporary = AtomicFile.temporaryURL(for: url)
+        defer { try? FileManager.default.removeItem(at: temporary) } // gone once renamed
+        let file = try create(temporary.path)
+        defer { file.close() }
+        try body(file)
+        try file.flush()
+        file.close()
+        try AtomicFile.commit(temporary, to: url)
+    }
+
     /// Writes buffered data to disk.
     public func flush() throws {
         guard H5Fflush(id, H5F_SCOPE_LOCAL) >= 0 else { throw HDF5Error(file: path, what: "flush failed") }
@@ -121,14 +135,6 @@ public final class HDF5File {
         defer { H5Dclose(d) }
         let status = values.withUnsafeBytes { H5Dwrite(d, T.hdf5Type, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), $0.baseAddress) }
         guard status >= 0 else { throw fail("cannot write dataset \(name)") }
-    }
-
-    /// The shape of a dataset.
-    public func shape(_ name: String) throws -> [Int] {
-        let d = H5Dopen2(id, name, chdf5_p_default())
-        guard d >= 0 else { throw fail("no dataset \(name)") }
-        defer { H5Dclose(d) }
-        return try shape(ofOpen: d, name)
     }
 
     private func shape(ofOpen d: hid_t, _ name: String) throws -> [Int] {

@@ -50,7 +50,7 @@ func pool2d(_ x: Tensor, _ algorithm: dnnl_alg_kind_t, _ g: ConvGeometry, _ name
     let training = Autograd.needsGrad(x)
     let kernel = [Int64(g.kernel.h), Int64(g.kernel.w)]
     // Symmetric padding: with floor rounding the last window ends at most p past the input, as in PyTorch.
-    let shapes = "\(name)\(x.shape)\(g)\(PrimitiveCache.key(x.desc))"
+    let shapes = "\(name)\(x.shape)\(g)\(x.layoutKey)"
 
     let forward = PrimitiveCache.primitive("pool.fwd\(training)\(shapes)") {
         var src = x.desc, dst = MemoryDesc.any(yShape)

@@ -68,7 +68,7 @@ private func nearestOnDNNL(_ x: Tensor, size: (h: Int, w: Int)) -> Tensor {
     let yShape = [x.shape[0], x.shape[1], size.h, size.w]
     let algorithm = dnnl_resampling_nearest
     let training = Autograd.needsGrad(x)
-    let shapes = "nearest\(x.shape)->\(yShape)\(PrimitiveCache.key(x.desc))"
+    let shapes = "nearest\(x.shape)->\(yShape)\(x.layoutKey)"
 
     let forward = PrimitiveCache.primitive("resampling.fwd\(training)\(shapes)") {
         var src = x.desc, dst = MemoryDesc.any(yShape)
@@ -99,33 +99,37 @@ private func nearestOnDNNL(_ x: Tensor, size: (h: Int, w: Int)) -> Tensor {
 }
 
 private func nearestGather(_ x: Tensor, size: (h: Int, w: Int)) -> Tensor {
-    let x = x.plain()
-    let (n, c, inH, inW) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let (inH, inW) = (x.shape[2], x.shape[3])
     let iy = (0..<size.h).map { nearestSourceIndex($0, input: inH, output: size.h) }
     let ix = (0..<size.w).map { nearestSourceIndex($0, input: inW, output: size.w) }
-    let y = Tensor(shape: [n, c, size.h, size.w])
-    Kernels.gatherNearest(x.storage.floats, planes: n * c, inH: inH, inW: inW, iy: iy, ix: ix, into: y.storage.floats)
-    guard Autograd.needsGrad(x) else { return y }
-    Autograd.record(y) { [x = x.slot] dy in
-        let dy = dy.plain()
-        let dx = Tensor(shape: x.shape)
-        Kernels.scatterNearest(dy.storage.floats, planes: n * c, inH: inH, inW: inW, iy: iy, ix: ix, into: dx.storage.floats)
-        x.accumulateGrad(dx)
-    }
-    return y
+    return planarResample(x, size: size,
+                          forward: { Kernels.gatherNearest($0, planes: $2, inH: inH, inW: inW, iy: iy, ix: ix, into: $1) },
+                          backward: { Kernels.scatterNearest($0, planes: $2, inH: inH, inW: inW, iy: iy, ix: ix, into: $1) })
 }
 
 private func bilinearLoop(_ x: Tensor, size: (h: Int, w: Int)) -> Tensor {
-    let x = x.plain()
-    let (n, c, inH, inW) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let (inH, inW) = (x.shape[2], x.shape[3])
     let rows = bilinearTaps(input: inH, output: size.h), cols = bilinearTaps(input: inW, output: size.w)
-    let y = Tensor(shape: [n, c, size.h, size.w])
-    Kernels.bilinear(x.storage.floats, planes: n * c, inH: inH, inW: inW, rows: rows, cols: cols, into: y.storage.floats)
+    return planarResample(x, size: size,
+                          forward: { Kernels.bilinear($0, planes: $2, inH: inH, inW: inW, rows: rows, cols: cols, into: $1) },
+                          backward: { Kernels.bilinearBackward($0, planes: $2, inH: inH, inW: inW, rows: rows, cols: cols, into: $1) })
+}
+
+/// The plumbing of the resampling loops on plain (N, C, H, W) copies: `forward(src, dst, planes)` fills the output
+/// from the input planes, `backward(dy, dx, planes)` applies the adjoint (each kernel loops over whole planes, so
+/// the closures are called once per op).
+private func planarResample(_ x: Tensor, size: (h: Int, w: Int),
+                            forward: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void,
+                            backward: @escaping (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void) -> Tensor {
+    let x = x.plain()
+    let planes = x.shape[0] * x.shape[1]
+    let y = Tensor(shape: [x.shape[0], x.shape[1], size.h, size.w])
+    withExtendedLifetime(x) { forward(x.storage.floats, y.storage.floats, planes) }
     guard Autograd.needsGrad(x) else { return y }
     Autograd.record(y) { [x = x.slot] dy in
         let dy = dy.plain()
         let dx = Tensor(shape: x.shape)
-        Kernels.bilinearBackward(dy.storage.floats, planes: n * c, inH: inH, inW: inW, rows: rows, cols: cols, into: dx.storage.floats)
+        withExtendedLifetime(dy) { backward(dy.storage.floats, dx.storage.floats, planes) }
         x.accumulateGrad(dx)
     }
     return y

@@ -15,7 +15,7 @@ public func softmax(_ x: Tensor, axis: Int = -1) -> Tensor {
     let a = axis < 0 ? axis + rank : axis
     precondition(a >= 0 && a < rank, "softmax: axis \(axis) is out of range for input \(x.shape)")
     let training = Autograd.needsGrad(x)
-    let layout = PrimitiveCache.key(x.desc)
+    let layout = x.layoutKey
     let shapes = "\(x.shape)axis\(a)\(layout)"
 
     let forward = PrimitiveCache.primitive("softmax.fwd\(training)\(shapes)") {

@@ -97,19 +97,13 @@ extension StateDict {
     /// the file's root. The file is written under a temporary name and renamed, so a crash never leaves a
     /// half-written checkpoint under `path`.
     public func save(to path: String, group: String = "/model", attributes: [String: String] = [:]) throws {
-        let url = URL(fileURLWithPath: path)
-        let temporary = AtomicFile.temporaryURL(for: url)
         do {
-            let file = try HDF5File.create(temporary.path)
-            try write(into: file, group: group)
-            for (name, value) in attributes.sorted(by: { $0.key < $1.key }) { try file.setAttribute(name, value) }
-            try file.flush()
-            file.close()
-            try AtomicFile.commit(temporary, to: url)
-        } catch {
-            try? FileManager.default.removeItem(at: temporary)
-            if let error = error as? HDF5Error { throw HDF5Error(file: path, what: error.what) }
-            throw error
+            try HDF5File.writeAtomically(to: URL(fileURLWithPath: path)) { file in
+                try write(into: file, group: group)
+                for (name, value) in attributes.sorted(by: { $0.key < $1.key }) { try file.setAttribute(name, value) }
+            }
+        } catch let error as HDF5Error {
+            throw HDF5Error(file: path, what: error.what)
         }
     }
 

@@ -9,6 +9,8 @@ import CDNNL
 public final class Tensor {
     public let shape: [Int]
     public let desc: dnnl_memory_desc_t
+    /// `PrimitiveCache.key(desc)`, hashed once: every op's primitive lookup uses it.
+    public private(set) lazy var layoutKey = PrimitiveCache.key(desc)
     public let storage: TensorStorage
     /// Where this tensor's gradient accumulates (see `GradSlot`: backward closures hold the slot, not the data).
     public let slot: GradSlot

@@ -73,15 +73,6 @@ public enum StoragePool {
         idleBytes += b
     }
 
-    /// Returns every idle buffer to the system.
-    public static func trim() {
-        lock.lock()
-        defer { lock.unlock() }
-        for (_, list) in free { for p in list { p.deallocate() } }
-        free.removeAll()
-        idleBytes = 0
-    }
-
     /// Starts a new peak measurement from the current live size.
     public static func resetPeak() { peakLiveBytes = liveBytes }
 }

@@ -59,28 +59,25 @@ public struct ForwardTool {
             out = Autograd.noGrad { model(x, cam: method) }
         }
 
-        let temporary = AtomicFile.temporaryURL(for: URL(fileURLWithPath: outputPath))
-        let result = try HDF5File.create(temporary.path)
-        func put(_ name: String, _ t: Tensor?) throws {
-            if let t { try result.write(name, t.toArray(), shape: t.shape) }
-        }
-        try put("/conv_logits", out.convLogits)
-        try put("/trans_logits", out.transLogits)
-        try put("/cam", out.cam)
-        if let method, out.cam != nil { try result.setAttribute("method", method.rawValue, on: "/cam") }
-        try put("/sub_conv_logits", out.subConvLogits)
-        try put("/sub_trans_logits", out.subTransLogits)
-        try put("/pooled_feature", out.pooledFeature)
-        try put("/loss", loss)
-        if loss != nil {
-            for case let .parameter(name, p) in model.state("") {
-                if let g = p.grad { try result.write("/grad/\(name)", g.toArray(), shape: p.shape) }
+        try HDF5File.writeAtomically(to: URL(fileURLWithPath: outputPath)) { result in
+            func put(_ name: String, _ t: Tensor?) throws {
+                if let t { try result.write(name, t.toArray(), shape: t.shape) }
             }
+            try put("/conv_logits", out.convLogits)
+            try put("/trans_logits", out.transLogits)
+            try put("/cam", out.cam)
+            if let method, out.cam != nil { try result.setAttribute("method", method.rawValue, on: "/cam") }
+            try put("/sub_conv_logits", out.subConvLogits)
+            try put("/sub_trans_logits", out.subTransLogits)
+            try put("/pooled_feature", out.pooledFeature)
+            try put("/loss", loss)
+            if loss != nil {
+                for case let .parameter(name, p) in model.state("") {
+                    if let g = p.grad { try result.write("/grad/\(name)", g.toArray(), shape: p.shape) }
+                }
+            }
+            try result.setAttribute("config", String(decoding: try JSONEncoder().encode(model.config), as: UTF8.self))
         }
-        try result.setAttribute("config", String(decoding: try JSONEncoder().encode(model.config), as: UTF8.self))
-        try result.flush()
-        result.close()
-        try AtomicFile.commit(temporary, to: URL(fileURLWithPath: outputPath))
     }
 }
 

@@ -22,17 +22,13 @@ public struct ClassFeatures {
     }
 
     public func write(to url: URL, attributes: [String: String] = [:]) throws {
-        let temporary = AtomicFile.temporaryURL(for: url)
-        defer { try? FileManager.default.removeItem(at: temporary) } // gone once renamed; removed if a write failed
-        let file = try HDF5File.create(temporary.path)
-        try file.write("/features", values, shape: [ids.count, dimension])
-        try file.writeStrings("/ids", ids)
-        try file.setAttribute(CAMSetAttributes.dataset, dataset)
-        try file.setAttribute(CAMSetAttributes.datasetFingerprint, datasetFingerprint)
-        for (key, value) in attributes.sorted(by: { $0.key < $1.key }) { try file.setAttribute(key, value) }
-        try file.flush()
-        file.close()
-        try AtomicFile.commit(temporary, to: url)
+        try HDF5File.writeAtomically(to: url) { file in
+            try file.write("/features", values, shape: [ids.count, dimension])
+            try file.writeStrings("/ids", ids)
+            try file.setAttribute(CAMSetAttributes.dataset, dataset)
+            try file.setAttribute(CAMSetAttributes.datasetFingerprint, datasetFingerprint)
+            for (key, value) in attributes.sorted(by: { $0.key < $1.key }) { try file.setAttribute(key, value) }
+        }
     }
 
     /// Reads `url` and checks it was computed on `dataset` (same ids in the same order).

@@ -100,21 +100,17 @@ public struct SubCategoryLabels: Equatable {
     /// `alignment`) and `<url without .h5>_ids.txt`, both atomically.
     /// (`label_200` is named after VOC's 20 · 10 whatever the class count and k, as upstream's files are.)
     public func write(to url: URL) throws {
-        let temporary = AtomicFile.temporaryURL(for: url)
-        defer { try? FileManager.default.removeItem(at: temporary) } // gone once renamed; removed if a write failed
-        let file = try HDF5File.create(temporary.path)
-        try file.writeStrings("/ids", ids)
-        try file.write("/label_200", labels, shape: [ids.count, width])
-        try file.write("/label_20", imageLabels, shape: [ids.count, classes])
-        try file.writeStrings("/kept_ids", keptIDs)
-        try file.write("/kept_label_200", keptLabels, shape: [keptIDs.count, width])
-        try file.write("/kept_label_20", keptImageLabels, shape: [keptIDs.count, classes])
-        try file.setAttribute("k", [Int64(k)])
-        try file.setAttribute("classes", [Int64(classes)])
-        try file.setAttribute("alignment", upstreamCompatible ? "upstream (row i = kept row i)" : "by id")
-        try file.flush()
-        file.close()
-        try AtomicFile.commit(temporary, to: url)
+        try HDF5File.writeAtomically(to: url) { file in
+            try file.writeStrings("/ids", ids)
+            try file.write("/label_200", labels, shape: [ids.count, width])
+            try file.write("/label_20", imageLabels, shape: [ids.count, classes])
+            try file.writeStrings("/kept_ids", keptIDs)
+            try file.write("/kept_label_200", keptLabels, shape: [keptIDs.count, width])
+            try file.write("/kept_label_20", keptImageLabels, shape: [keptIDs.count, classes])
+            try file.setAttribute("k", [Int64(k)])
+            try file.setAttribute("classes", [Int64(classes)])
+            try file.setAttribute("alignment", upstreamCompatible ? "upstream (row i = kept row i)" : "by id")
+        }
         try AtomicFile.write(Data(ids.map { $0 + "\n" }.joined().utf8), to: URL(fileURLWithPath: url.deletingPathExtension().path + "_ids.txt"))
     }
 
