@@ -72,51 +72,12 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts" / "reference"))
 import conformer as C  # noqa: E402
+from perturb import calibrate_and_perturb, set_modes  # noqa: E402
 
 SEED = 0
 OUTPUT_TOL, GRAD_TOL = 1e-4, 1e-3
 TRAIN_SHAPE, LARGE_SHAPE = (2, 3, 96, 128), (1, 3, 368, 496)
 CALIB_BATCHES = 4
-
-
-def calibrate_and_perturb(model, calib_shape, qkv_gain):
-    """As make_conformer_fixture.calibrate_and_perturb, with the calibration shape and qkv gain as arguments."""
-    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    model.train()
-    model.set_drop_path(False)
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None
-    with torch.no_grad():
-        for _ in range(CALIB_BATCHES):
-            model(torch.randn(*calib_shape), method=None)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.momentum = 0.1
-                std = m.running_var.sqrt()
-                m.running_mean.add_(0.1 * std * torch.randn_like(std))
-                m.running_var.mul_(0.8 + 0.4 * torch.rand_like(std))
-                m.num_batches_tracked.zero_()
-                m.weight.copy_(1 + 0.1 * torch.randn_like(m.weight))
-                m.bias.copy_(0.1 * torch.randn_like(m.bias))
-            elif isinstance(m, nn.LayerNorm):
-                m.weight.copy_(1 + 0.1 * torch.randn_like(m.weight))
-                m.bias.copy_(0.1 * torch.randn_like(m.bias))
-            elif isinstance(m, nn.Linear) and m.bias is not None:
-                m.bias.copy_(0.02 * torch.randn_like(m.bias))
-        for m in model.modules():
-            if isinstance(m, C.Attention):
-                m.qkv.weight.mul_(qkv_gain)
-
-
-def set_modes(model):
-    model.train()
-    model.set_drop_path(False)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.eval()
-    return model
 
 
 def multi_hot(b):
@@ -333,7 +294,7 @@ def main():
         t0 = time.time()
         torch.manual_seed(SEED)
         model = C.Conformer()  # Conformer-S, 21 classes, drop_path_rate 0.1 (disabled below)
-        calibrate_and_perturb(model, TRAIN_SHAPE, gain)
+        calibrate_and_perturb(model, TRAIN_SHAPE, gain, batches=CALIB_BATCHES)
         set_modes(model)
         x = torch.randn(*TRAIN_SHAPE)
         label = multi_hot(TRAIN_SHAPE[0])
