@@ -6,16 +6,8 @@ import XCTest
 /// (Tests/NNTests/Fixtures/ops2). Every op runs on PyTorch's inputs; the upstream gradient `dy` seeds backward.
 /// Per tensor: |a − b| ≤ tol · max(1, max |b|), tol = 1e-5 forward and 1e-4 backward. A missing fixture file or
 /// dataset throws, which fails the test.
-final class AttentionResampleParityTests: XCTestCase {
-    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/ops2")
-    static let forwardTolerance = 1e-5, backwardTolerance = 1e-4
-
-    typealias Case = ParityCase
-
-    /// The worst forward and backward errors per op, printed at the end of each test.
-    var worst: [String: (forward: Double, backward: Double)] = [:]
-
-    func open(_ name: String) throws -> HDF5File { try HDF5File.open(Self.directory.appendingPathComponent(name).path) }
+final class AttentionResampleParityTests: ParityTestCase {
+    override class var fixtureFolder: String { "ops2" }
 
     /// Runs `body` (which returns the output) with recording on, seeds backward with the case's `dy`, then compares
     /// the output with `y` and every (tensor, dataset) pair of `gradients()`.
@@ -26,16 +18,7 @@ final class AttentionResampleParityTests: XCTestCase {
         Autograd.backward(y, seed: try c.tensor(seed, grad: false))
         var backward = 0.0
         for (t, name) in gradients() { backward = max(backward, try c.compare(t.grad, name, tolerance: Self.backwardTolerance, line: line)) }
-        let previous = worst[op] ?? (0, 0)
-        worst[op] = (max(previous.forward, forward), max(previous.backward, backward))
-    }
-
-    override func tearDown() {
-        for (op, e) in worst.sorted(by: { $0.key < $1.key }) {
-            print("parity \(op): forward \(String(format: "%.2e", e.forward)), backward \(String(format: "%.2e", e.backward))")
-        }
-        worst = [:]
-        Autograd.reset()
+        note(op, forward: forward, backward: backward)
     }
 
     func testResampleMatchesPyTorch() throws {

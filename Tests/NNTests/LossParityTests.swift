@@ -9,28 +9,8 @@ import XCTest
 /// |a − b| ≤ tol · max(1, max |b|), tol = 1e-5 forward and 1e-4 backward. The losses' gradients are O(1/(B·C)), far
 /// below 1, so they are also held to 1e-4 of their own scale (max |b|). A missing fixture file, case, dataset or
 /// attribute throws, which fails the test.
-final class LossParityTests: XCTestCase {
-    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/ops3")
-    static let forwardTolerance = 1e-5, backwardTolerance = 1e-4
-
-    typealias Case = ParityCase
-
-    var worst: [String: (forward: Double, backward: Double)] = [:]
-
-    func open(_ name: String) throws -> HDF5File { try HDF5File.open(Self.directory.appendingPathComponent(name).path) }
-
-    func note(_ op: String, forward: Double, backward: Double) {
-        let previous = worst[op] ?? (0, 0)
-        worst[op] = (max(previous.forward, forward), max(previous.backward, backward))
-    }
-
-    override func tearDown() {
-        for (op, e) in worst.sorted(by: { $0.key < $1.key }) {
-            print("parity \(op): forward \(String(format: "%.2e", e.forward)), backward \(String(format: "%.2e", e.backward))")
-        }
-        worst = [:]
-        Autograd.reset()
-    }
+final class LossParityTests: ParityTestCase {
+    override class var fixtureFolder: String { "ops3" }
 
     /// Allocates and NaN-fills buffers of the sizes a loss may keep for backward, between forward and backward (as a
     /// training step allocates in between): the pool hands a released buffer to the next request of its size, so a

@@ -59,3 +59,34 @@ struct ParityCase {
         return error / max(1, largest)
     }
 }
+
+/// The shared part of the PyTorch parity test classes: the fixture folder (a subclass names it), the tolerances
+/// (|a − b| ≤ tol · max(1, max |b|): 1e-5 forward, 1e-4 backward), the worst errors per op, printed after each test.
+class ParityTestCase: XCTestCase {
+    /// The folder under Tests/NNTests/Fixtures the subclass's fixture files are in.
+    class var fixtureFolder: String { fatalError("a parity test class names its fixture folder") }
+    static let forwardTolerance = 1e-5, backwardTolerance = 1e-4
+
+    typealias Case = ParityCase
+
+    /// The worst forward and backward errors per op.
+    var worst: [String: (forward: Double, backward: Double)] = [:]
+
+    func open(_ name: String) throws -> HDF5File {
+        try HDF5File.open(URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("Fixtures/\(Self.fixtureFolder)/\(name)").path)
+    }
+
+    func note(_ op: String, forward: Double, backward: Double) {
+        let previous = worst[op] ?? (0, 0)
+        worst[op] = (max(previous.forward, forward), max(previous.backward, backward))
+    }
+
+    override func tearDown() {
+        for (op, e) in worst.sorted(by: { $0.key < $1.key }) {
+            print("parity \(op): forward \(String(format: "%.2e", e.forward)), backward \(String(format: "%.2e", e.backward))")
+        }
+        worst = [:]
+        Autograd.reset()
+    }
+}
