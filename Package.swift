@@ -26,29 +26,47 @@ let package = Package(
         systemLibrary("CPNG", pkgConfig: "libpng", apt: "libpng-dev"),
         systemLibrary("CJPEG", pkgConfig: "libturbojpeg", apt: "libturbojpeg0-dev"),
 
-        .target(name: "NN", dependencies: ["CDNNL", "COpenBLAS", "CHDF5"]),
-        .target(name: "Imaging", dependencies: ["NN", "CPNG", "CJPEG"]),
-        .target(name: "Distributed", dependencies: ["NN", "CMPI", "CHDF5", .product(name: "Yams", package: "Yams")]),
-        .target(name: "Segmentation", dependencies: ["NN", "Imaging", "Distributed"]),
-        .target(name: "PCSformer", dependencies: ["NN", "Imaging", "Distributed", "Segmentation"]),
+        // Rooms, bottom to top; each imports only the rooms above it in this list (README "Layout").
+        .target(name: "Formats", dependencies: ["CHDF5"]),
+        .target(name: "NN", dependencies: ["CDNNL", "COpenBLAS", "Formats"]),
+        .target(name: "Imaging", dependencies: ["NN", "Formats", "CPNG", "CJPEG"]),
+        .target(name: "Storage", dependencies: ["NN", "Formats"]),
+        .target(name: "Distributed", dependencies: ["NN", "Formats", "CMPI", .product(name: "Yams", package: "Yams")]),
+        .target(name: "Segmentation", dependencies: ["NN", "Formats", "Imaging", "Storage", "Distributed"]),
+        .target(name: "SyntheticData", dependencies: ["NN", "Formats", "Imaging", "Distributed", "Segmentation"]),
+        .target(name: "PCSformer", dependencies: ["NN", "Formats", "Imaging", "Storage", "Distributed", "Segmentation"]),
+        .target(
+            name: "Benchmarks",
+            dependencies: [
+                "NN", "Formats", "Imaging", "Storage", "Distributed", "Segmentation", "SyntheticData", "PCSformer",
+                "COpenBLAS",
+            ]),
         .executableTarget(
             name: "pcs-mpi",
             dependencies: [
-                "NN", "Imaging", "Distributed", "Segmentation", "PCSformer",
+                "NN", "Formats", "Imaging", "Storage", "Distributed", "Segmentation", "SyntheticData", "PCSformer",
+                "Benchmarks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
             ]),
 
         // A program that runs the collective checks on every rank; the DistributedTests launch it under `mpirun -n 2`.
-        .executableTarget(name: "mpi-checks", dependencies: ["Distributed", "NN"], path: "Tests/MPIChecks"),
+        .executableTarget(name: "mpi-checks", dependencies: ["Distributed", "NN", "Formats"], path: "Tests/MPIChecks"),
 
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "FormatsTests", dependencies: ["Formats", "NN", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "NNTests", dependencies: ["NN", "Formats", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"]),
-        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "TestSupport"]),
-        .testTarget(name: "SegmentationTests", dependencies: ["Segmentation", "TestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "PCSformerTests", dependencies: ["PCSformer", "TestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "CLITests", dependencies: ["NN", "Distributed", "Imaging", "TestSupport"]),
+        .testTarget(name: "StorageTests", dependencies: ["Storage", "NN", "Formats", "TestSupport"]),
+        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "NN", "Formats", "TestSupport"]),
+        .testTarget(
+            name: "SegmentationTests",
+            dependencies: ["Segmentation", "SyntheticData", "Storage", "Formats", "NN", "Imaging", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "SyntheticDataTests", dependencies: ["SyntheticData", "Segmentation", "NN"]),
+        .testTarget(
+            name: "PCSformerTests",
+            dependencies: ["PCSformer", "Segmentation", "Storage", "Formats", "NN", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "CLITests", dependencies: ["NN", "Formats", "Storage", "Distributed", "Imaging", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,3 +1,4 @@
+import Formats
 /// One entry of a module's state under its PyTorch state-dict name.
 public enum StateEntry {
     /// A trainable tensor (`weight`, `bias`, `cls_token`, …).

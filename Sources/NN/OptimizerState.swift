@@ -1,3 +1,4 @@
+import Formats
 /// What a checkpoint keeps of an optimiser: named per-parameter buffers and the step count, so a resumed run
 /// continues with exactly the moments it stopped with.
 public struct OptimizerState {

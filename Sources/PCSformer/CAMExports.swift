@@ -1,7 +1,9 @@
 import Distributed
+import Formats
 import Foundation
 import Imaging
 import NN
+import Storage
 
 /// What upstream users look at besides the CAM arrays (spec §4.3): attention PNGs, heatmap overlays, and the
 /// `out_cam/<id>.npy` dicts. All are written atomically, one file per (image, class).

@@ -1,7 +1,9 @@
 import Distributed
+import Formats
 import Foundation
 import Imaging
 import NN
+import Storage
 
 /// `infer-cam` over a whole shard set, split over the ranks, resumable (see the note "Resumable output parts").
 ///

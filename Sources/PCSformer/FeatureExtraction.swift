@@ -3,6 +3,7 @@ import Foundation
 import Imaging
 import NN
 import Segmentation
+import Storage
 
 /// SP feature extraction (spec §6.1): each image warped to side × side with PIL bicubic (aspect ratio discarded,
 /// §12 Q9), normalised, unflipped, through the network in eval mode; the feature is the spatial mean of the final

@@ -2,6 +2,7 @@ import Distributed
 import Foundation
 import Imaging
 import NN
+import Storage
 
 /// Multi-scale CAM inference for one image (spec §4): the pyramid's scales each with its mirror, 2·S passes of
 /// the network in eval mode, combined and normalised exactly as upstream.

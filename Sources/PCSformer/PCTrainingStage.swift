@@ -2,6 +2,7 @@ import Distributed
 import Foundation
 import Imaging
 import NN
+import Storage
 
 /// The PC stage (spec §3): each image is augmented (§3.2) into a crop and its bilinear pair (§3.3); both go
 /// through the network in training mode; the loss is the mean of the two multilabel soft margin losses (§3.4).

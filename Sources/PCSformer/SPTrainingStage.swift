@@ -1,8 +1,10 @@
 import Distributed
+import Formats
 import Foundation
 import Imaging
 import NN
 import Segmentation
+import Storage
 
 /// The SP stage (spec §6.3): the augmentation of §3.2 without the pair, one forward pass in training mode, and
 /// the loss ℓ20 + w · ℓsub, where ℓ20 is the PC loss of §3.4 on the 21-way heads and ℓsub the multilabel soft margin

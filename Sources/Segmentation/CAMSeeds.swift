@@ -1,7 +1,7 @@
-import Distributed
 import Foundation
 import Imaging
 import NN
+import Storage
 
 /// Seeds from normalised CAMs with a constant background score (spec §5.1 `npy` mode): the prediction is the
 /// argmax over (t, N_c1, N_c2, …), ties to the lower index, so background wins a tie and the lowest class index

@@ -1,7 +1,8 @@
-import Distributed
+import Formats
 import Foundation
 import Imaging
 import NN
+import Storage
 
 /// MS-COCO 2014 as an ingest source: images from a folder (`train2014/`), labels and masks from an instances
 /// file, read by streaming (`COCOAnnotationIndex` maps the file and decodes one image's annotations at a time),

@@ -1,6 +1,7 @@
-import Distributed
+import Formats
 import Foundation
 import NN
+import Storage
 
 /// The per-image feature matrix of the SP stage (spec §6.1) as `extract-features` writes it: HDF5 with `features`
 /// (N, D) float32, row i for `ids[i]` (the dataset order), and the dataset it was computed on.
@@ -49,9 +50,8 @@ public struct ClassFeatures {
 }
 
 /// Per-class k-means of the SP stage (spec §6.2): for each class c, the features of the images holding c (in
-/// dataset order) are clustered into k groups. The classes are spread over the ranks (class c on rank c mod size)
-/// and the assignments gathered; each class's seed is derived from the run seed and c, so the result is the same
-/// for any rank count.
+/// dataset order) are clustered into k groups. Each class's seed is derived from the run seed and c, so a class
+/// clusters the same wherever it runs; `ClusteringJob` spreads the classes over the ranks.
 public struct ClassClustering {
     public var k: Int
     public var restarts: Int
@@ -68,27 +68,21 @@ public struct ClassClustering {
         (0..<classes).map { c in labels.indices.filter { labels[$0][c] == 1 } }
     }
 
-    /// Every class's cluster assignments, in member order, on every rank.
+    /// Checks that every class has at least k members.
     /// - Parameter names: class names, for the error when a class has fewer images than k.
-    public func run(_ features: ClassFeatures, labels: [[Float]], names: [String], world: Communicator,
-                    progress: ((Int, Double) -> Void)? = nil) throws -> [[Int]] {
-        let classes = names.count
-        let members = Self.members(labels, classes: classes)
+    public func checkMembers(_ members: [[Int]], names: [String], features: ClassFeatures) throws {
         if let c = members.indices.first(where: { members[$0].count < k }) {
             throw FileError(path: features.dataset, what: "class '\(names[c])' has \(members[c].count) images, fewer than --k \(k) clusters")
         }
-        var mine: [Int: [Int]] = [:]
-        for c in world.share(classes) {
-            let start = Date()
-            let d = features.dimension
-            var rows = [Float](); rows.reserveCapacity(members[c].count * d)
-            for i in members[c] { rows += features.values[(i * d)..<((i + 1) * d)] }
-            var classRandom = SeededRandom(seed: seed).derived(UInt64(c))
-            let kmeans = KMeans(k: k, restarts: restarts, seed: classRandom.next())
-            mine[c] = kmeans.fit(rows, rows: members[c].count, columns: d).labels
-            progress?(c, Date().timeIntervalSince(start))
-        }
-        let all = try world.allGather(mine)
-        return (0..<classes).map { c in all.compactMap { $0[c] }.first ?? [] }
+    }
+
+    /// The cluster assignments of class `c`'s members, in member order.
+    public func cluster(class c: Int, members: [Int], features: ClassFeatures) -> [Int] {
+        let d = features.dimension
+        var rows = [Float](); rows.reserveCapacity(members.count * d)
+        for i in members { rows += features.values[(i * d)..<((i + 1) * d)] }
+        var classRandom = SeededRandom(seed: seed).derived(UInt64(c))
+        let kmeans = KMeans(k: k, restarts: restarts, seed: classRandom.next())
+        return kmeans.fit(rows, rows: members.count, columns: d).labels
     }
 }

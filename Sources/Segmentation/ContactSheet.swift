@@ -1,7 +1,7 @@
-import Distributed
 import Foundation
 import Imaging
 import NN
+import Storage
 
 /// A PNG grid to look at seeds at a glance: one row per image with four cells, left to right: the image, its
 /// ground truth (VOC palette), the CAM overlay (jet colours of the largest class CAM at each pixel, on the image)

@@ -1,6 +1,8 @@
 import Distributed
+import Formats
 import Foundation
 import NN
+import Storage
 
 /// One image that could not be ingested, and why.
 public struct RejectedImage: Codable, Equatable, Sendable {

@@ -1,6 +1,7 @@
-import Distributed
+import Formats
 import Foundation
 import NN
+import Storage
 
 /// A user's own images as an ingest source: a folder of JPEG/PNG files and a CSV of their labels.
 ///

@@ -1,6 +1,6 @@
-import Distributed
 import Foundation
 import Imaging
+import Storage
 
 /// Builds a `DatasetRecord` from files on disk, decoding each file once to prove it is sound: a missing, corrupt
 /// or truncated image, or a mask or saliency map whose size differs from the image, becomes an `IngestError`

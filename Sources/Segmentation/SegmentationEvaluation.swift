@@ -1,11 +1,11 @@
-import Distributed
+import Formats
 import Foundation
 import Imaging
 import NN
+import Storage
 
-/// Scores label maps against a dataset's masks (spec §5), split over the ranks: each rank counts its share of the
-/// images into a `ConfusionMatrix`, one allreduce of the integer counts combines them, so the numbers are the same
-/// for any rank count.
+/// Scores one image's label map against its mask (spec §5) into a `ConfusionMatrix`. Integer counts add up, so
+/// `EvaluationJob` spreads the images over the ranks and sums the matrices; nothing here needs MPI.
 public struct SegmentationEvaluation {
     public let dataset: ShardedDataset
     /// Class names with background first (index = label value).
@@ -16,18 +16,13 @@ public struct SegmentationEvaluation {
         labelNames = ["background"] + dataset.classNames
     }
 
-    /// Counts PNG predictions `<folder>/<id>.png` (palette or grey label maps) for this rank's share of the ids.
-    public func countPNGPredictions(in folder: URL, world: Communicator) throws -> ConfusionMatrix {
-        var matrix = ConfusionMatrix(classes: labelNames.count)
-        for i in world.share(dataset.count) {
-            let id = dataset.ids[i]
-            let path = folder.appendingPathComponent("\(id).png").path
-            let prediction = try PNGCodec.decodeIndices(try ImageFile.readBytes(path), name: path)
-            let truth = try truth(id, width: prediction.width, height: prediction.height, prediction: path)
-            matrix.add(groundTruth: truth, prediction: prediction.pixels)
-        }
-        world.allreduce(&matrix.counts)
-        return matrix
+    /// Counts the PNG prediction `<folder>/<id>.png` (palette or grey label map) of image `position`.
+    public func countPNGPrediction(_ position: Int, in folder: URL, into matrix: inout ConfusionMatrix) throws {
+        let id = dataset.ids[position]
+        let path = folder.appendingPathComponent("\(id).png").path
+        let prediction = try PNGCodec.decodeIndices(try ImageFile.readBytes(path), name: path)
+        let truth = try truth(id, width: prediction.width, height: prediction.height, prediction: path)
+        matrix.add(groundTruth: truth, prediction: prediction.pixels)
     }
 
     /// The decoded ground-truth mask of `id`, checked against the prediction's size.
@@ -42,36 +37,31 @@ public struct SegmentationEvaluation {
         return truth.pixels
     }
 
-    /// Counts seeds made from a CAM set (`infer-cam`'s output) for every threshold in one pass over this rank's
-    /// share of the images: one confusion matrix per threshold, summed over the ranks. With `seeds`, also writes
-    /// the label map at `seedThreshold` as a VOC-palette PNG `<seeds>/<id>.png`.
-    public func countCAMSeeds(_ cams: ShardedDataset, thresholds: [Double], world: Communicator,
-                              seeds: URL? = nil, seedThreshold: Double = 0.46) throws -> [ConfusionMatrix] {
-        var matrices = [ConfusionMatrix](repeating: ConfusionMatrix(classes: labelNames.count), count: thresholds.count)
-        if let seeds { try FileManager.default.createDirectory(at: seeds, withIntermediateDirectories: true) }
+    /// Counts the seeds of image `position` made from a CAM set (`infer-cam`'s output) for every threshold at once,
+    /// into one confusion matrix per threshold. With `seeds`, also writes the label map at `seedThreshold` as a
+    /// VOC-palette PNG `<seeds>/<id>.png`.
+    public func countCAMSeeds(_ position: Int, cams: ShardedDataset, thresholds: [Double], into matrices: inout [ConfusionMatrix],
+                              seeds: URL? = nil, seedThreshold: Double = 0.46) throws {
+        precondition(matrices.count == thresholds.count, "countCAMSeeds: \(matrices.count) matrices for \(thresholds.count) thresholds")
+        let id = dataset.ids[position]
         let camIndex = ShardIndex.url(directory: cams.directory, name: cams.index.name).path
-        for i in world.share(dataset.count) {
-            let id = dataset.ids[i]
-            guard cams.contains(id) else { throw FileError(path: camIndex, what: "no CAMs for image \(id); run infer-cam on this split") }
-            let record = try cams.camRecord(id).maps
-            guard record.classes.allSatisfy({ $0 + 1 < labelNames.count }) else {
-                throw FileError(path: camIndex, what: "\(id): CAM classes \(record.classes) outside the dataset's \(labelNames.count - 1)")
-            }
-            let truth = try truth(id, width: record.width, height: record.height, prediction: camIndex)
-            let seedsOfImage = CAMSeeds(record)
-            var prediction = [UInt8](repeating: 0, count: truth.count)
-            for (t, threshold) in thresholds.enumerated() {
-                seedsOfImage.prediction(threshold: Float(threshold), into: &prediction)
-                matrices[t].add(groundTruth: truth, prediction: prediction)
-            }
-            if let seeds {
-                let map = PixelImage(width: record.width, height: record.height, channels: 1,
-                                     pixels: seedsOfImage.prediction(threshold: Float(seedThreshold)))
-                try AtomicFile.write(Data(try PNGCodec.encodeIndexed(map)), to: seeds.appendingPathComponent("\(id).png"))
-            }
+        guard cams.contains(id) else { throw FileError(path: camIndex, what: "no CAMs for image \(id); run infer-cam on this split") }
+        let record = try cams.camRecord(id).maps
+        guard record.classes.allSatisfy({ $0 + 1 < labelNames.count }) else {
+            throw FileError(path: camIndex, what: "\(id): CAM classes \(record.classes) outside the dataset's \(labelNames.count - 1)")
         }
-        for t in matrices.indices { world.allreduce(&matrices[t].counts) }
-        return matrices
+        let truth = try truth(id, width: record.width, height: record.height, prediction: camIndex)
+        let seedsOfImage = CAMSeeds(record)
+        var prediction = [UInt8](repeating: 0, count: truth.count)
+        for (t, threshold) in thresholds.enumerated() {
+            seedsOfImage.prediction(threshold: Float(threshold), into: &prediction)
+            matrices[t].add(groundTruth: truth, prediction: prediction)
+        }
+        if let seeds {
+            let map = PixelImage(width: record.width, height: record.height, channels: 1,
+                                 pixels: seedsOfImage.prediction(threshold: Float(seedThreshold)))
+            try AtomicFile.write(Data(try PNGCodec.encodeIndexed(map)), to: seeds.appendingPathComponent("\(id).png"))
+        }
     }
 }
 

@@ -1,6 +1,7 @@
-import Distributed
+import Formats
 import Foundation
 import NN
+import Storage
 
 /// A VOC-layout folder as an ingest source: `JPEGImages/<id>.jpg`, `Annotations/<id>.xml` (image-level labels),
 /// masks from `SegmentationClassAug/` or `SegmentationClass/` where present, optional saliency maps.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Benchmarks
 import Foundation
 import NN
 import PCSformer
@@ -52,9 +53,7 @@ struct BenchConformerCommand: ParsableCommand {
             if let t = torchRates[r.what] { line += String(format: "  %.2fx PyTorch", r.imagesPerSecond / t) }
             print(line)
         }
-        var usage = rusage()
-        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
-        print(String(format: "peak resident memory %.2f GiB (tensors at most %.2f GiB live)", Double(usage.ru_maxrss) / 1048576,
+        print(String(format: "peak resident memory %.2f GiB (tensors at most %.2f GiB live)", PeakMemory.residentMiB().own / 1024,
                      Double(StoragePool.peakLiveBytes) / 1073741824))
     }
 }

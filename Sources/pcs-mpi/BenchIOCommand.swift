@@ -1,4 +1,5 @@
 import ArgumentParser
+import Benchmarks
 import Distributed
 import Foundation
 import NN
@@ -44,7 +45,7 @@ struct BenchIOCommand: ParsableCommand {
             let unit = row.unit.padding(toLength: 9, withPad: " ", startingAt: 0)
             print("  \(what) \(String(format: "%10.1f", row.rate)) \(unit) \(row.note)")
         }
-        let memory = IOBenchmark.peakMemoryMiB()
+        let memory = PeakMemory.residentMiB()
         print(String(format: "  peak memory: %.0f MiB (this process), %.0f MiB (largest mpirun child)", memory.own, memory.children))
     }
 }

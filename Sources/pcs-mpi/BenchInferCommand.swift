@@ -1,10 +1,8 @@
 import ArgumentParser
+import Benchmarks
 import Distributed
 import Foundation
-import Imaging
-import NN
 import PCSformer
-import Segmentation
 
 /// `pcs-mpi bench infer`: the 8-pass CAM inference of spec §4 on 500×375 images, through `infer-cam` under mpirun.
 struct BenchInferCommand: ParsableCommand {
@@ -44,37 +42,17 @@ struct BenchInferCommand: ParsableCommand {
         guard world.size == 1 else { throw ValidationError("bench infer launches mpirun itself; run it without mpirun") }
         let scratch = dir.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory.appendingPathComponent("pcs-mpi-bench-infer-\(getpid())")
         defer { if dir == nil { try? FileManager.default.removeItem(at: scratch) } }
-        // Every image gets the same number of present classes, so the work per image is what --classes-per-image says.
-        let shards = try BenchDataset.make(in: scratch, images: images, seed: 7, shards: 2, world: world) { _ in
-            (0..<20).map { $0 < classesPerImage ? 1 : 0 }
-        }
-
-        let conformer = Conformer(model.config(), seed: 1)
-        conformer.setBatchNormMode(.inference)
-        let weights = scratch.appendingPathComponent("model.h5")
-        try conformer.stateDict().save(to: weights.path)
+        let bench = InferBenchmark(model: model, images: images, classesPerImage: classesPerImage)
+        let setup = try bench.prepare(in: scratch, world: world)
         let peak = SgemmPeak.measure()
-        let dataset = try ShardedDataset(directory: shards, name: "train")
-        let record = try dataset.record(dataset.ids[0])
-        let image = try ImageFile.decodeRGB(record.image, name: dataset.ids[0])
-        let cam = MultiScaleCAM(model: conformer)
-        _ = cam(image, label: record.label)
-        let before = FlopCounter.count
-        _ = cam(image, label: record.label)
-        let flopsPerImage = FlopCounter.count - before
-
         print(String(format: "bench infer: %@, %d images of 500x375, %d classes each, 8 passes (%.1f GFLOP per image in convolutions and products); sgemm peak %.0f GFLOP/s",
-                     model.rawValue, images, classesPerImage, flopsPerImage / 1e9, peak))
+                     model.rawValue, images, classesPerImage, setup.flopsPerImage / 1e9, peak))
         print("layout          images/s   s/image   GFLOP/s   % sgemm   peak MiB/rank")
         for (ranks, threads) in layouts.parsed {
-            let out = scratch.appendingPathComponent("cams-\(ranks)x\(threads)")
-            try MPILauncher.run(MPILauncher.currentExecutable, ranks: ranks, arguments: [
-                "infer-cam", "--data", shards.path, "--out", out.path, "--model", model.rawValue, "--weights", weights.path,
-                "--threads", "\(threads)", "--log-level", "warning"])
-            let stats = try JSONDecoder().decode(InferStats.self, from: Data(contentsOf: out.appendingPathComponent("infer-cam-stats.json")))
-            let rate = Double(stats.images) / stats.seconds
-            print(String(format: "%2d rank × %d thr %9.3f %9.2f %9.0f %8.0f%% %12.0f", ranks, threads, rate, 1 / rate,
-                         rate * flopsPerImage / 1e9, 100 * rate * flopsPerImage / 1e9 / peak, stats.peakMiBPerRank))
+            let row = try bench.measure(setup, ranks: ranks, threads: threads, in: scratch)
+            let gflops = row.imagesPerSecond * setup.flopsPerImage / 1e9
+            print(String(format: "%2d rank × %d thr %9.3f %9.2f %9.0f %8.0f%% %12.0f", ranks, threads, row.imagesPerSecond,
+                         1 / row.imagesPerSecond, gflops, 100 * gflops / peak, row.peakMiBPerRank))
         }
     }
 }

@@ -1,5 +1,7 @@
 import ArgumentParser
+import Benchmarks
 import Distributed
+import Formats
 import Foundation
 import NN
 
@@ -60,9 +62,7 @@ struct BenchKernelsCommand: ParsableCommand {
             if let (f, b) = torchRates[r.layer] { line += String(format: "  %.2fx / %.2fx", f / r.forwardMs, b / r.backwardMs) }
             print(line)
         }
-        var usage = rusage()
-        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
-        print(String(format: "peak tensor memory %.0f MiB, peak resident %.0f MiB", Double(StoragePool.peakLiveBytes) / 1048576, Double(usage.ru_maxrss) / 1024))
+        print(String(format: "peak tensor memory %.0f MiB, peak resident %.0f MiB", Double(StoragePool.peakLiveBytes) / 1048576, PeakMemory.residentMiB().own))
         if let json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted]

@@ -1,10 +1,8 @@
 import ArgumentParser
+import Benchmarks
 import Distributed
 import Foundation
 import NN
-import Imaging
-import PCSformer
-import Segmentation
 
 struct BenchTrainCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -59,86 +57,27 @@ struct BenchTrainCommand: ParsableCommand {
         guard world.size == 1 else { throw ValidationError("bench train launches mpirun itself; run it without mpirun") }
         let scratch = dir.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory.appendingPathComponent("pcs-mpi-bench-train-\(getpid())")
         defer { if dir == nil { try? FileManager.default.removeItem(at: scratch) } }
-        let shards = try BenchDataset.make(in: scratch, images: 4 * batch * steps, seed: 5, shards: 4, world: world)
-
-        let executable = MPILauncher.currentExecutable
-        let network = model ?? stage
-        var stageArguments = ["train-pc", "--pair", "\(pair)"]
-        if stage == "sp" {
-            let labels = scratch.appendingPathComponent("sub_labels.h5")
-            try randomSubLabels(try ShardedDataset(directory: shards, name: "train"), k: 10).write(to: labels)
-            stageArguments = ["train-sp", "--labels", labels.path]
-        }
-        let variant = ModelVariant(rawValue: network) ?? (stage == "sp" ? .sp : .pc)
-        let flops = flopsPerImage(variant)
+        let bench = TrainBenchmark(stage: stage == "sp" ? .sp : .pc, network: model ?? stage, batch: batch, steps: steps,
+                                   crop: crop, pair: pair)
+        let setup = try bench.prepare(in: scratch, world: world)
+        let flops = bench.flopsPerImage()
         let peak = SgemmPeak.measure()
-        print("bench train: stage \(stage), model \(network), global batch \(batch), crop \(crop)\(stage == "pc" ? "/\(pair)" : ""), \(steps - 1) timed steps")
+        print("bench train: stage \(stage), model \(bench.network), global batch \(batch), crop \(crop)\(stage == "pc" ? "/\(pair)" : ""), \(steps - 1) timed steps")
         print(String(format: "%.1f GFLOP per image (convolutions and products, counted in this process); sgemm peak %.0f GFLOP/s", flops / 1e9, peak))
         print("layout        images/s   step s   exposed comm   efficiency   GFLOP/s   % sgemm")
         var baseline: Double?
         for (ranks, threads) in layouts.parsed {
-            let run = scratch.appendingPathComponent("run-\(ranks)x\(threads)")
-            try MPILauncher.run(executable, ranks: ranks, arguments: stageArguments + ["--data", shards.path, "--out", run.path, "--model", network,
-                                                               "--batch", "\(batch)", "--crop", "\(crop)",
-                                                               "--epochs", "1000", "--max-steps", "\(steps)", "--threads", "\(threads)",
-                                                               "--log-level", "warning"])
-            let rows = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
-                .split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
-            let timed = rows.dropFirst()
-            let rates = timed.compactMap { $0["images_per_second"] as? Double }
-            let exposed = timed.compactMap { $0["exposed_communication_s"] as? Double }
-            guard !rates.isEmpty else { throw ValidationError("no timed steps in \(run.path)/metrics.jsonl") }
-            let rate = rates.reduce(0, +) / Double(rates.count)
-            let stepSeconds = Double(batch) / rate
-            let commShare = exposed.reduce(0, +) / Double(max(exposed.count, 1)) / stepSeconds
-            let efficiency = baseline.map { rate / $0 } ?? 1
-            if baseline == nil { baseline = rate }
-            let gflops = rate * flops / 1e9
-            print(String(format: "%2d rank × %d thr %8.3f %8.2f %11.1f%% %11.0f%% %9.0f %8.0f%%", ranks, threads, rate, stepSeconds,
-                         100 * commShare, 100 * efficiency, gflops, 100 * gflops / peak))
+            let row = try bench.measure(setup, ranks: ranks, threads: threads, in: scratch)
+            let efficiency = baseline.map { row.imagesPerSecond / $0 } ?? 1
+            if baseline == nil { baseline = row.imagesPerSecond }
+            let gflops = row.imagesPerSecond * flops / 1e9
+            print(String(format: "%2d rank × %d thr %8.3f %8.2f %11.1f%% %11.0f%% %9.0f %8.0f%%", ranks, threads, row.imagesPerSecond,
+                         row.stepSeconds, 100 * row.communicationShare, 100 * efficiency, gflops, 100 * gflops / peak))
         }
         // The kernel keeps one figure for all finished children: the largest rank of any layout.
-        print(String(format: "peak resident memory of the largest rank over the layouts: %.0f MiB", IOBenchmark.peakMemoryMiB().children))
-        if stage == "sp" { try benchmarkFeaturesAndClustering(shards, network: network, scratch: scratch) }
-    }
-
-    /// The FLOPs of one image's training step (PC: the crop and its pair; SP: the crop), forward and backward,
-    /// counted by running it once here; multiplied by images/s it gives the layouts' GFLOP/s.
-    func flopsPerImage(_ variant: ModelVariant) -> Double {
-        let conformer = Conformer(variant.config(k: 10), seed: 1)
-        conformer.setBatchNormMode(.training)
-        let c = conformer.config
-        let labels = Tensor(shape: [1, c.numClasses - 1])
-        let before = FlopCounter.count
-        if stage == "sp" {
-            let out = conformer(Tensor(shape: [1, 3, crop, crop]), training: true)
-            SPTrainingStage.loss(out, labels: labels, subLabels: Tensor(shape: [1, c.subClasses]), subLossWeight: 1).backward()
-        } else {
-            PCTrainingStage.loss(conformer, crops: Tensor(shape: [1, 3, crop, crop]), pairs: Tensor(shape: [1, 3, pair, pair]), labels: labels).backward()
-        }
-        return FlopCounter.count - before
-    }
-
-    /// One bit per present class at a random cluster: what `cluster` would give, for timing only.
-    func randomSubLabels(_ dataset: ShardedDataset, k: Int) throws -> SubCategoryLabels {
-        let labels = try dataset.ids.map { try dataset.locate($0).reader.label($0) }
-        var rng = SeededRandom(seed: 11)
-        let clusters = (0..<labels[0].count).map { c in labels.filter { $0[c] == 1 }.map { _ in Int(rng.next() % UInt64(k)) } }
-        return try SubCategoryLabels.build(ids: dataset.ids, imageLabels: labels, clusters: clusters, k: k, upstreamCompatible: false)
-    }
-
-    /// Feature extraction in this process (the PC network of the stage's size) and the k-means of one VOC-sized class.
-    func benchmarkFeaturesAndClustering(_ shards: URL, network: String, scratch: URL) throws {
-        let dataset = try ShardedDataset(directory: shards, name: "train")
-        let conformer = Conformer((network.hasPrefix("tiny") ? ModelVariant.tinyPC : .pc).config(classes: 21), seed: 1)
-        conformer.setBatchNormMode(.inference)
-        let extraction = FeatureExtraction(model: conformer)
-        let images = try dataset.ids.prefix(4).map { try ImageFile.decodeRGB(try dataset.record($0).image, name: $0) }
-        _ = extraction(images[0])
-        let start = Date()
-        for image in images { _ = extraction(image) }
-        let seconds = Date().timeIntervalSince(start)
-        print(String(format: "extract-features (512x512, 1 rank, this process's threads): %.2f images/s", Double(images.count) / seconds))
+        print(String(format: "peak resident memory of the largest rank over the layouts: %.0f MiB", PeakMemory.residentMiB().children))
+        guard stage == "sp" else { return }
+        print(String(format: "extract-features (512x512, 1 rank, this process's threads): %.2f images/s", try bench.featureExtractionRate(setup)))
         print(KMeansBenchmark.run())
         if dir != nil {
             let matrix = scratch.appendingPathComponent("kmeans-matrix.h5")

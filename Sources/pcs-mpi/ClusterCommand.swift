@@ -3,6 +3,7 @@ import Distributed
 import Foundation
 import NN
 import Segmentation
+import Storage
 
 /// `pcs-mpi cluster`: per-class k-means sub-prototypes and the SP stage's sub-category labels (spec §6.2).
 struct ClusterCommand: ParsableCommand {
@@ -58,7 +59,7 @@ struct ClusterCommand: ParsableCommand {
         let start = Date()
         let clustering = ClassClustering(k: k, restarts: restarts, seed: seed)
         let names = dataset.classNames
-        let clusters = try clustering.run(matrix, labels: labels, names: names, world: world) { c, seconds in
+        let clusters = try ClusteringJob(clustering, world: world).run(matrix, labels: labels, names: names) { c, seconds in
             Log.debug(String(format: "cluster: %@ on rank %d in %.2f s", names[c], world.rank, seconds))
         }
         guard world.isRoot else { return }

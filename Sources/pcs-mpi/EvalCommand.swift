@@ -1,9 +1,11 @@
 import ArgumentParser
 import Distributed
+import Formats
 import Foundation
 import Imaging
 import NN
 import Segmentation
+import Storage
 
 /// `pcs-mpi eval`: predictions against the dataset's masks, distributed over ranks.
 struct EvalCommand: ParsableCommand {
@@ -84,17 +86,18 @@ struct EvalCommand: ParsableCommand {
         let world = global.startWorld()
         let dataset = try ShardedDataset(directory: URL(fileURLWithPath: data), name: split)
         let evaluation = SegmentationEvaluation(dataset: dataset)
+        let job = EvaluationJob(evaluation, world: world)
         let folder = URL(fileURLWithPath: predictions)
         var report: Report
         switch type {
         case .png:
-            let matrix = try evaluation.countPNGPredictions(in: folder, world: world)
+            let matrix = try job.countPNGPredictions(in: folder)
             report = Report(type: "png", threshold: nil, result: EvaluationReport(matrix, names: evaluation.labelNames, images: dataset.count), sweep: nil)
         case .cam:
             let cams = try ShardedDataset.cams(directory: folder, for: dataset)
             let swept = sweep.flatMap(thresholdSweep) ?? []
-            let matrices = try evaluation.countCAMSeeds(cams, thresholds: [threshold] + swept, world: world,
-                                                        seeds: seeds.map { URL(fileURLWithPath: $0) }, seedThreshold: threshold)
+            let matrices = try job.countCAMSeeds(cams, thresholds: [threshold] + swept,
+                                                 seeds: seeds.map { URL(fileURLWithPath: $0) }, seedThreshold: threshold)
             let reports = matrices.map { EvaluationReport($0, names: evaluation.labelNames, images: dataset.count) }
             report = Report(type: "cam", threshold: threshold, result: reports[0],
                             sweep: sweep == nil ? nil : zip(swept, reports.dropFirst()).map {

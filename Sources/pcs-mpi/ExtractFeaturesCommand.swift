@@ -4,6 +4,7 @@ import Foundation
 import NN
 import PCSformer
 import Segmentation
+import Storage
 
 /// `pcs-mpi extract-features`: the SP stage's image features (spec §6.1), distributed over the ranks.
 struct ExtractFeaturesCommand: ParsableCommand {

@@ -1,17 +1,11 @@
 import ArgumentParser
 import Distributed
+import Formats
 import Foundation
 import NN
 import PCSformer
 import Segmentation
-
-/// `OUT/infer-cam-stats.json`: the images computed by the last call, its wall time and peak memory.
-struct InferStats: Codable {
-    var images: Int
-    var seconds: Double
-    var ranks: Int
-    var peakMiBPerRank: Double
-}
+import Storage
 
 /// `pcs-mpi infer-cam`: multi-scale CAM inference (spec §4) over a shard set, split over the ranks.
 struct InferCAMCommand: ParsableCommand {
@@ -105,14 +99,13 @@ struct InferCAMCommand: ParsableCommand {
         let start = Date()
         let computed = try job.run(world: world)
         let total = world.allreduce(Int64(computed))
-        let peak = world.allreduce(IOBenchmark.peakMemoryMiB().own, op: .max)
+        let peak = world.allreduce(PeakMemory.residentMiB().own, op: .max)
         if world.isRoot {
             let seconds = Date().timeIntervalSince(start)
             Log.info(String(format: "infer-cam: %lld images in %.1f s (%.2f images/s over %d ranks, peak %.0f MiB per rank); CAMs in %@",
                             total, seconds, Double(total) / max(seconds, 1e-9), world.size, peak, out))
-            // What this call did, for `bench infer` and for scripts (the CAMs themselves are in the index).
-            let stats = InferStats(images: Int(total), seconds: seconds, ranks: world.size, peakMiBPerRank: peak)
-            try AtomicFile.write(try JSONEncoder().encode(stats), to: URL(fileURLWithPath: out).appendingPathComponent("infer-cam-stats.json"))
+            try CAMInferenceStats(images: Int(total), seconds: seconds, ranks: world.size, peakMiBPerRank: peak)
+                .write(into: URL(fileURLWithPath: out))
         }
     }
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Distributed
 import Foundation
 import Segmentation
+import Storage
 
 /// `pcs-mpi ingest`: datasets into HDF5 shards.
 struct IngestCommand: ParsableCommand {

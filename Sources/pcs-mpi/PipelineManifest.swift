@@ -1,4 +1,5 @@
 import Distributed
+import Formats
 import Foundation
 import NN
 import Yams

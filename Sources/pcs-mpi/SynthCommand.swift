@@ -1,7 +1,8 @@
 import ArgumentParser
-import Foundation
 import Distributed
+import Foundation
 import Segmentation
+import SyntheticData
 
 /// `pcs-mpi synth`: a generated dataset in the VOC folder layout.
 struct SynthCommand: ParsableCommand {

@@ -108,40 +108,19 @@ struct TrainOptions: ParsableArguments {
         return settings
     }
 
-    /// A Conformer for the stage: fresh (seeded) or from the ImageNet weights, BatchNorm in training mode,
-    /// synchronised over the ranks with --sync-bn.
+    /// The Conformer the stage trains, from these settings (see `Conformer.forTraining`).
     static func model(_ settings: Settings, config: ConformerConfig, world: Communicator) throws -> Conformer {
-        let conformer = Conformer(config, seed: UInt64(settings.seed))
-        if let initWeights = settings.initWeights { try ConformerCheckpoint.loadImageNet(conformer, path: initWeights) }
-        conformer.setBatchNormMode(.training)
-        if settings.syncBN {
-            for bn in conformer.batchNorms { bn.statisticsReducer = { world.allreduce(&$0) } }
-        }
-        return conformer
+        try Conformer.forTraining(config, seed: UInt64(settings.seed), imageNet: settings.initWeights,
+                                  synchronizedBatchNorm: settings.syncBN ? world : nil)
     }
 
-    /// Runs the shared training loop for `stage`: config.yaml, metrics, TensorBoard, checkpoints, resume.
+    /// Trains `stage` with the shared loop under these settings (`TrainRun`).
     static func train<Stage: TrainingStage>(_ stage: Stage, settings: Settings, file: RunConfig, world: Communicator, command: String) throws {
-        let runDirectory = URL(fileURLWithPath: settings.out)
         let loopConfig = TrainLoopConfig(epochs: settings.epochs, globalBatch: settings.batch, learningRate: settings.lr,
                                          weightDecay: settings.weightDecay, seed: UInt64(settings.seed), checkSync: settings.checkSync,
                                          bucketMegabytes: settings.bucketMb, maxSteps: settings.maxSteps)
-        let loop = TrainLoop(stage: stage, config: loopConfig, world: world, runDirectory: runDirectory)
-        loop.configRecord = try file.yamlText()
-        if world.isRoot {
-            try FileManager.default.createDirectory(at: runDirectory, withIntermediateDirectories: true)
-            try file.write(to: runDirectory.appendingPathComponent("config.yaml"), header: "pcs-mpi \(command), resolved settings")
-        }
-        let reporter = world.isRoot ? try TrainReporter(directory: runDirectory) : nil
-        loop.report = { reporter?.record($0) }
-        // Rank 0 picks the checkpoint and tells the others, so a stale directory cache on a shared file system
-        // cannot make ranks resume from different steps.
-        let newest = settings.resume == "auto" && world.isRoot ? TrainCheckpoint.newest(in: runDirectory)?.path ?? "" : ""
-        let auto = try world.broadcast(newest)
-        let resumeFrom: URL? = settings.resume == "auto" ? (auto.isEmpty ? nil : URL(fileURLWithPath: auto)) : settings.resume.map { URL(fileURLWithPath: $0) }
-        let outcome = try loop.run(resume: resumeFrom)
-        reporter?.close()
-        if case let .finished(steps) = outcome { Log.info("\(command): \(steps) steps done; checkpoints in \(settings.out)") }
+        let run = TrainRun(directory: URL(fileURLWithPath: settings.out), settings: file, resume: settings.resume, command: command)
+        try run.run(stage, loop: loopConfig, world: world)
     }
 }
 

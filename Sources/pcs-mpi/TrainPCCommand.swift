@@ -5,6 +5,7 @@ import Imaging
 import NN
 import PCSformer
 import Segmentation
+import Storage
 
 /// `pcs-mpi train-pc`: the pair-wise cross-scale stage (spec §3), data-parallel over the ranks.
 struct TrainPCCommand: ParsableCommand {

@@ -5,6 +5,7 @@ import Imaging
 import NN
 import PCSformer
 import Segmentation
+import Storage
 
 /// `pcs-mpi train-sp`: the sub-prototype stage (spec §6.3), data-parallel over the ranks.
 struct TrainSPCommand: ParsableCommand {

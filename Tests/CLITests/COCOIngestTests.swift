@@ -1,8 +1,9 @@
+@testable import Distributed
 import Foundation
+@testable import Imaging
+import Storage
 import TestSupport
 import XCTest
-@testable import Distributed
-@testable import Imaging
 
 /// `pcs-mpi ingest coco` on the pycocotools fixture (Tests/SegmentationTests/Fixtures/coco): the masks in the
 /// shards equal pycocotools' label maps, for 1 and 2 ranks alike.

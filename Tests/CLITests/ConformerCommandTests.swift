@@ -1,7 +1,8 @@
+import Formats
 import Foundation
+@testable import NN
 import TestSupport
 import XCTest
-@testable import NN
 
 /// `pcs-mpi forward` and `pcs-mpi convert` on the tiny conformance fixture (Tests/PCSformerTests/Fixtures).
 final class ConformerCommandTests: XCTestCase {

@@ -1,8 +1,9 @@
+@testable import Distributed
 import Foundation
+@testable import Imaging
+import Storage
 import TestSupport
 import XCTest
-@testable import Distributed
-@testable import Imaging
 
 /// `pcs-mpi infer-cam` and `eval --type cam` end to end on a small synthetic set with a briefly trained tiny
 /// network: rank-count invariance of CAMs and scores, resumption, the numbers against an independent numpy

@@ -1,8 +1,10 @@
+@testable import Distributed
+import Formats
 import Foundation
+@testable import NN
+import Storage
 import TestSupport
 import XCTest
-@testable import Distributed
-@testable import NN
 
 /// The SP stage's commands end to end on a small synthetic set: extract-features and cluster give the same output
 /// on 1 and 2 ranks, the labels hold one bit per present class, train-sp trains on 2 ranks and its checkpoint

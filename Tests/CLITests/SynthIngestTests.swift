@@ -1,8 +1,9 @@
+@testable import Distributed
 import Foundation
+@testable import Imaging
+import Storage
 import TestSupport
 import XCTest
-@testable import Distributed
-@testable import Imaging
 
 /// `synth` and `ingest` end to end, as a user runs them: determinism, rank-count invariance, bad images.
 final class SynthIngestTests: XCTestCase {

@@ -1,8 +1,9 @@
+@testable import Distributed
+import Formats
 import Foundation
+@testable import NN
 import TestSupport
 import XCTest
-@testable import Distributed
-@testable import NN
 
 /// `pcs-mpi train-pc` on a small synthetic set with the tiny model, as a user runs it under `mpirun -n 2`.
 final class TrainPCTests: XCTestCase {

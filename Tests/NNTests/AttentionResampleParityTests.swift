@@ -1,6 +1,7 @@
+import Formats
 import Foundation
-import XCTest
 @testable import NN
+import XCTest
 
 /// Forward and backward parity with PyTorch on the fixtures of scripts/fixtures/make_attention_resample_fixtures.py
 /// (Tests/NNTests/Fixtures/ops2). Every op runs on PyTorch's inputs; the upstream gradient `dy` seeds backward.

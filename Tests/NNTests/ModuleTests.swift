@@ -1,6 +1,7 @@
+import Formats
+@testable import NN
 import TestSupport
 import XCTest
-@testable import NN
 
 /// A two-layer module like the ones models are built from, to test state-dict order, saving and loading.
 final class TinyNet: Module {

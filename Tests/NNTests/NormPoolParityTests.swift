@@ -1,6 +1,7 @@
+import Formats
 import Foundation
-import XCTest
 @testable import NN
+import XCTest
 
 /// LayerNorm, softmax, BatchNorm2d and the poolings against PyTorch 2.13 (CPU), from the fixtures that
 /// scripts/fixtures/make_norm_pool_fixtures.py writes to Fixtures/ops: forward outputs (and BatchNorm's running

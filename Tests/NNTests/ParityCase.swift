@@ -1,6 +1,7 @@
+import Formats
 import Foundation
-import XCTest
 @testable import NN
+import XCTest
 
 /// One case of a PyTorch parity fixture (a group of an HDF5 file written by a scripts/fixtures/ script): its
 /// tensors, attributes, and the comparison every parity test uses. A missing dataset or attribute throws, which

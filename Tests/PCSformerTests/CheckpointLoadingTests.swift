@@ -1,8 +1,9 @@
+import Formats
 import Foundation
-import TestSupport
-import XCTest
 @testable import NN
 @testable import PCSformer
+import TestSupport
+import XCTest
 
 /// The ImageNet loading rules of spec §2.7 on a checkpoint shaped like `Conformer_small_patch16.pth` (1000-way
 /// heads, the CNN head a Linear), written by the project's own .pth writer at the tiny size.

@@ -1,8 +1,9 @@
+import Formats
 import Foundation
-import TestSupport
-import XCTest
 @testable import NN
 @testable import PCSformer
+import TestSupport
+import XCTest
 
 /// The Swift Conformer against the repo's PyTorch reference (scripts/reference/conformer.py), on the tiny
 /// configuration: the fixture (scripts/fixtures/make_conformer_fixture.py) holds a randomly initialised model as

@@ -1,9 +1,10 @@
+import Formats
 import Foundation
-import TestSupport
-import XCTest
 @testable import Imaging
 @testable import NN
 @testable import PCSformer
+import TestSupport
+import XCTest
 
 /// CAM inference (spec §4): the pyramid sizes, the normalisation, the whole multi-scale combination against a
 /// PyTorch run of upstream's code (scripts/fixtures/make_multiscale_cam_fixture.py), the rank split, and the

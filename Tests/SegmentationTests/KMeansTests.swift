@@ -1,7 +1,9 @@
+import Formats
 import Foundation
 import NN
-import XCTest
 @testable import Segmentation
+import SyntheticData
+import XCTest
 
 /// The scikit-learn 1.4 fixture of `Fixtures/kmeans` (see scripts/fixtures/make_kmeans_fixtures.py).
 enum KMeansFixture {
@@ -137,7 +139,7 @@ final class KMeansTests: XCTestCase {
     /// 192 columns, so that the M-step's column split runs too.
     func testResultDoesNotDependOnThreadCount() {
         let (n, d) = (400, 192)
-        let x = KMeansBenchmark.syntheticMatrix(rows: n, columns: d, components: 12, seed: 1)
+        let x = SyntheticFeatures.gaussianMixture(rows: n, columns: d, components: 12, seed: 1)
         let saved = ComputeThreads.current
         defer { ComputeThreads.configure(saved) }
         let results = [1, 2, 3].map { threads -> KMeansResult in

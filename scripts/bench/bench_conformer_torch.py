@@ -3,7 +3,7 @@
 Run locally (never in CI), with the same thread count as the Swift run, one after the other on the same machine:
     /tmp/torchvenv/bin/python scripts/bench/bench_conformer_torch.py --threads 2 --out /tmp/torch_conformer.json
     .build/release/pcs-mpi bench conformer --threads 2 --torch /tmp/torch_conformer.json
-Step names must match Sources/PCSformer/ConformerBenchmark.swift.
+Step names must match Sources/Benchmarks/ConformerBenchmark.swift.
 """
 import argparse
 import json

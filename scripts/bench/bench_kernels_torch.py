@@ -3,7 +3,7 @@
 Run locally (never in CI), with the same thread count as the Swift run:
     /tmp/torchvenv/bin/python scripts/bench/bench_kernels_torch.py --threads 2 --out /tmp/torch_kernels.json
     .build/release/pcs-mpi bench kernels --threads 2 --torch /tmp/torch_kernels.json
-Layer names must match Sources/NN/KernelBenchmark.swift.
+Layer names must match Sources/Benchmarks/KernelBenchmark.swift.
 """
 import argparse
 import json

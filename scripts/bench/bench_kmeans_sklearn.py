@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""scikit-learn's KMeans on the matrix `KMeansBenchmark` (Sources/Segmentation/KMeansBenchmark.swift) times, for the
+"""scikit-learn's KMeans on the matrix `KMeansBenchmark` (Sources/Benchmarks/KMeansBenchmark.swift) times, for the
 Swift-to-sklearn comparison. Run locally only (never in CI), with the same thread count as the Swift run:
 
     python3 -m venv /tmp/skvenv && /tmp/skvenv/bin/pip install scikit-learn==1.4.2 numpy h5py threadpoolctl

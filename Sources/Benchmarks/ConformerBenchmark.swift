@@ -1,5 +1,6 @@
 import Foundation
 import NN
+import PCSformer
 
 /// `pcs-mpi bench conformer`: the PC training step (a 512×512 and a 224×224 forward on the same images, the loss
 /// of spec §3.4, backward, an AdamW step; `batch` images) and CAM inference at 496×368 (VOC's 500×375 at scale

@@ -1,7 +1,7 @@
+@testable import Formats
 import Foundation
 import TestSupport
 import XCTest
-@testable import NN
 
 /// StateDict: order-keeping edits, HDF5 save/load (ours and h5py's view of it), format dispatch, and matching
 /// against the keys and shapes a model expects.

@@ -1,4 +1,5 @@
 import Foundation
+import NN
 
 /// The layers of Conformer-S at 512×512, batch 2, timed forward and backward: what `pcs-mpi bench kernels`
 /// prints. Compute-bound layers report GFLOP/s and their fraction of the `cblas_sgemm` rate measured in the same

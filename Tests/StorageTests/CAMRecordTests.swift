@@ -1,7 +1,9 @@
 import Foundation
 import TestSupport
 import XCTest
-@testable import Distributed
+@testable import Storage
+import Formats
+import NN
 
 /// CAM items in output shards: round trip (including an image without classes), the fingerprint that ties a CAM
 /// set to its dataset, and the refusal of a set made for another dataset.

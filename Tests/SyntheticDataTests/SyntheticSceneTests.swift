@@ -1,7 +1,8 @@
 import Foundation
 import XCTest
 
-@testable import Segmentation
+import Segmentation
+@testable import SyntheticData
 
 /// Checks the synthetic dataset's contract: determinism per (seed, index), consistent annotations, and class cues
 /// strong enough to be learnt from image-level labels.

@@ -1,7 +1,8 @@
 import Distributed
+import Formats
 import Foundation
-import NN
 import Imaging
+import NN
 
 /// Writes a generated dataset in the VOC folder layout, so that every stage can run without downloads:
 ///

@@ -1,12 +1,14 @@
 import Distributed
+import Storage
 import Foundation
 import Segmentation
+import SyntheticData
 
 /// The synthetic VOC-sized training set the multi-process benchmarks (`bench train`, `bench infer`) run on:
 /// `images` generated 500×375 images with 20 classes, ingested into `shards` shards of the set `train` under
 /// SCRATCH/shards. `relabel` may replace an image's label vector (e.g. to fix the classes per image).
-enum BenchDataset {
-    static func make(in scratch: URL, images: Int, seed: UInt64, shards: Int, world: Communicator,
+public enum BenchDataset {
+    public static func make(in scratch: URL, images: Int, seed: UInt64, shards: Int, world: Communicator,
                      relabel: (([Float]) -> [Float])? = nil) throws -> URL {
         let synth = scratch.appendingPathComponent("synth"), directory = scratch.appendingPathComponent("shards")
         try SyntheticDatasetWriter(config: SyntheticConfig(width: 500, height: 375, classes: 20, seed: seed), images: images, valFraction: 0)

@@ -1,7 +1,8 @@
 import Foundation
 import TestSupport
 import XCTest
-@testable import NN
+@testable import Formats
+import NN
 
 /// `StateDict.savePth`: read back by our own reader, the zip container checked byte by byte, the pickle checked
 /// against what `torch.load(weights_only=True)` accepts, and the size limit and failure paths.

@@ -2,6 +2,8 @@ import Distributed
 import Foundation
 import Imaging
 import NN
+import Storage
+import SyntheticData
 
 /// `pcs-mpi bench io`: how fast images decode, how fast ingest runs at 1 and 2 ranks, and how fast shards are
 /// read back compared with reading the same bytes raw from disk, all measured in one run on one dataset.
@@ -93,13 +95,5 @@ public struct IOBenchmark {
             "ingest", "voc", "--root", root.path, "--split", root.appendingPathComponent("ImageSets/Segmentation/train.txt").path,
             "--out", out.path, "--shards", "8", "--threads", "1", "--log-level", "warning"])
         return Date().timeIntervalSince(start)
-    }
-
-    /// Peak resident memory of this process and of its largest finished child, in MiB.
-    public static func peakMemoryMiB() -> (own: Double, children: Double) {
-        var own = rusage(), children = rusage()
-        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &own)
-        getrusage(__rusage_who_t(RUSAGE_CHILDREN.rawValue), &children)
-        return (Double(own.ru_maxrss) / 1024, Double(children.ru_maxrss) / 1024)
     }
 }

@@ -1,7 +1,9 @@
 import Foundation
 import TestSupport
 import XCTest
-@testable import Distributed
+@testable import Storage
+import Formats
+import NN
 
 final class ShardStoreTests: XCTestCase {
     func record(_ i: Int) -> DatasetRecord {

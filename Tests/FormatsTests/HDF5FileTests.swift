@@ -1,7 +1,8 @@
 import Foundation
 import TestSupport
 import XCTest
-@testable import NN
+@testable import Formats
+import NN
 
 final class HDF5FileTests: XCTestCase {
     func testNumericAndStringDatasetsAndAttributes() throws {

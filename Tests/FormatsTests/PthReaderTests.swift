@@ -1,7 +1,8 @@
 import Foundation
 import TestSupport
 import XCTest
-@testable import NN
+@testable import Formats
+import NN
 
 /// The `.pth` reader against files written by torch itself (scripts/fixtures/make_pth_fixtures.py) and against
 /// damaged or hand-made inputs that must fail with one-line errors naming the file.

@@ -14,6 +14,7 @@
 ///   colours or the hue of a class, so colour alone never identifies a class.
 import Foundation
 import NN
+import Segmentation
 
 /// Image size, number of classes and seed of a synthetic dataset.
 public struct SyntheticConfig: Sendable, Codable, Equatable {

@@ -1,0 +1,50 @@
+import Foundation
+
+/// One training run of any stage, as the `train-*` commands start it: the run folder, its resolved settings
+/// (saved as `config.yaml` and inside every checkpoint), the metrics and TensorBoard reporter on rank 0, and the
+/// choice of the checkpoint to resume from. The commands parse and validate their options, build the stage, and
+/// hand both to `run`; everything else a trainer needs happens here, where tests can drive it without the binary.
+public struct TrainRun {
+    /// The run folder: checkpoints, metrics.jsonl, TensorBoard events, config.yaml.
+    public var directory: URL
+    /// The resolved settings; written as `config.yaml` and recorded in every checkpoint.
+    public var settings: RunConfig
+    /// A checkpoint path, `auto` for the newest complete one in `directory` (none: start fresh), or nil.
+    public var resume: String?
+    /// The command's name, for the log lines and the `config.yaml` header.
+    public var command: String
+
+    public init(directory: URL, settings: RunConfig, resume: String?, command: String) {
+        self.directory = directory
+        self.settings = settings
+        self.resume = resume
+        self.command = command
+    }
+
+    /// The checkpoint to resume from, the same on every rank. Collective. For `auto`, rank 0 looks and broadcasts
+    /// its choice, so a stale directory cache on a shared file system cannot make ranks resume from different steps.
+    public func resumePoint(world: Communicator) throws -> URL? {
+        guard let resume else { return nil }
+        guard resume == "auto" else { return URL(fileURLWithPath: resume) }
+        let newest = world.isRoot ? TrainCheckpoint.newest(in: directory)?.path ?? "" : ""
+        let chosen = try world.broadcast(newest)
+        return chosen.isEmpty ? nil : URL(fileURLWithPath: chosen)
+    }
+
+    /// Trains `stage` with the shared loop (`TrainLoop`) to the end, or to a stop request. Collective.
+    @discardableResult
+    public func run<Stage: TrainingStage>(_ stage: Stage, loop config: TrainLoopConfig, world: Communicator) throws -> TrainOutcome {
+        let loop = TrainLoop(stage: stage, config: config, world: world, runDirectory: directory)
+        loop.configRecord = try settings.yamlText()
+        if world.isRoot {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            try settings.write(to: directory.appendingPathComponent("config.yaml"), header: "pcs-mpi \(command), resolved settings")
+        }
+        let reporter = world.isRoot ? try TrainReporter(directory: directory) : nil
+        loop.report = { reporter?.record($0) }
+        let outcome = try loop.run(resume: try resumePoint(world: world))
+        reporter?.close()
+        if case let .finished(steps) = outcome { Log.info("\(command): \(steps) steps done; checkpoints in \(directory.path)") }
+        return outcome
+    }
+}
