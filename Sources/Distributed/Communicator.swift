@@ -48,6 +48,14 @@ public final class Communicator: @unchecked Sendable {
         return comm
     }
 
+    /// This process alone as a one-rank communicator (`MPI_COMM_SELF`), initialising MPI through `world()`: for
+    /// work a rank does by itself with code written for a communicator, e.g. the one-rank reference a multi-rank
+    /// test compares with.
+    public static func selfOnly() -> Communicator {
+        let world = world()
+        return Communicator(handle: cmpi_comm_self(), threadLevel: world.threadLevel)
+    }
+
     /// Whether `world()` has been called in this process.
     public static var isInitialized: Bool { shared != nil }
 

@@ -36,8 +36,8 @@ public enum TrainCheckpoint {
         public var optimizer: OptimizerState
     }
 
-    /// Loads the model strictly and returns the rest.
-    public static func read(_ url: URL, into model: Module, parameterNames: [String]) throws -> Loaded {
+    /// Loads the model strictly and returns the rest; the optimiser state must be `optimizer`'s kind.
+    public static func read(_ url: URL, into model: Module, parameterNames: [String], optimizer: Optimizer.Type) throws -> Loaded {
         let file = try HDF5File.open(url.path)
         try model.load(try StateDict.read(from: file), strict: true, source: url.path)
         guard let positionText = try file.stringAttribute("position"), let ranksText = try file.stringAttribute("ranks"),
@@ -47,13 +47,39 @@ public enum TrainCheckpoint {
         return Loaded(step: Int(step),
                       position: try JSONDecoder().decode(DistributedSampler.Position.self, from: Data(positionText.utf8)),
                       ranks: try JSONDecoder().decode([RankRandomState].self, from: Data(ranksText.utf8)),
-                      optimizer: try OptimizerState.read(from: file, group: "/optimizer", names: parameterNames, buffers: ["m", "v"]))
+                      optimizer: try OptimizerState.read(from: file, group: "/optimizer", names: parameterNames, kind: optimizer.kind,
+                                                                   buffers: optimizer.bufferNames))
+    }
+
+    /// The step of a checkpoint file name, or nil for any other file.
+    static func step(ofFileName name: String) -> Int? {
+        guard name.hasPrefix("checkpoint-"), name.hasSuffix(".h5") else { return nil }
+        return Int(name.dropFirst("checkpoint-".count).dropLast(".h5".count))
+    }
+
+    /// The checkpoints of a run folder, oldest first. A folder that does not exist has none; one that cannot be
+    /// read is an error (starting fresh there would overwrite its checkpoints).
+    public static func all(in directory: URL) throws -> [URL] {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory) else { return [] }
+        guard isDirectory.boolValue else { throw FileError(path: directory.path, what: "the run folder is a file") }
+        let names: [String]
+        do { names = try FileManager.default.contentsOfDirectory(atPath: directory.path) }
+        catch { throw FileError(path: directory.path, what: "cannot read the run folder (\(error.localizedDescription))") }
+        return names.compactMap { name in step(ofFileName: name).map { ($0, name) } }.sorted { $0.0 < $1.0 }
+            .map { directory.appendingPathComponent($0.1) }
     }
 
     /// The newest checkpoint in a run folder (by step), for `--resume auto`.
-    public static func newest(in directory: URL) -> URL? {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
-        return names.filter { $0.hasPrefix("checkpoint-") && $0.hasSuffix(".h5") }.sorted().last
-            .map { directory.appendingPathComponent($0) }
+    public static func newest(in directory: URL) throws -> URL? { try all(in: directory).last }
+
+    /// Removes all but the `keep` newest checkpoints, never `final` (the run's last one) and not counting it.
+    /// Called only after the newest checkpoint is complete, so a crash never leaves fewer than before.
+    public static func prune(in directory: URL, keep: Int, except final: URL? = nil) throws {
+        let candidates = try all(in: directory).filter { $0.lastPathComponent != final?.lastPathComponent }
+        for old in candidates.dropLast(keep) {
+            do { try FileManager.default.removeItem(at: old) }
+            catch { throw FileError(path: old.path, what: "cannot remove an old checkpoint (--keep): \(error.localizedDescription)") }
+        }
     }
 }

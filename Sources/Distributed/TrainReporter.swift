@@ -1,7 +1,8 @@
 import Foundation
 
 /// Rank 0's record of a training run: every step's figures to `metrics.jsonl` and to TensorBoard scalars
-/// (`train/loss`, `train/lr`, `train/images_per_second`, `train/exposed_communication_s`).
+/// (`train/loss`, `train/lr`, `train/images_per_second`, `train/exposed_communication_s`). With several parameter
+/// groups, every group's rate is logged too, as `lr_<group>` (TensorBoard `train/lr_<group>`); `lr` is the first's.
 public final class TrainReporter {
     let metrics: MetricsLog
     let tensorBoard: TensorBoardWriter
@@ -13,8 +14,11 @@ public final class TrainReporter {
     }
 
     public func record(_ r: StepReport) {
-        let scalars = ["loss": r.loss, "lr": r.learningRate, "images_per_second": r.imagesPerSecond,
+        var scalars = ["loss": r.loss, "lr": r.learningRate, "images_per_second": r.imagesPerSecond,
                        "exposed_communication_s": r.exposedCommunication, "epoch": Double(r.epoch)]
+        if r.learningRates.count > 1 {
+            for (group, rate) in r.learningRates { scalars["lr_\(group)"] = rate }
+        }
         metrics.append(step: r.step, scalars)
         for (tag, value) in scalars where tag != "epoch" { tensorBoard.addScalar("train/\(tag)", value, step: r.step) }
         tensorBoard.flush()

@@ -1,3 +1,4 @@
+import Formats
 import Foundation
 
 /// One training run of any stage, as the `train-*` commands start it: the run folder, its resolved settings
@@ -22,13 +23,22 @@ public struct TrainRun {
     }
 
     /// The checkpoint to resume from, the same on every rank. Collective. For `auto`, rank 0 looks and broadcasts
-    /// its choice, so a stale directory cache on a shared file system cannot make ranks resume from different steps.
+    /// its choice, so a stale directory cache on a shared file system cannot make ranks resume from different
+    /// steps; a run folder it cannot read stops every rank (starting fresh would overwrite its checkpoints).
     public func resumePoint(world: Communicator) throws -> URL? {
         guard let resume else { return nil }
         guard resume == "auto" else { return URL(fileURLWithPath: resume) }
-        let newest = world.isRoot ? TrainCheckpoint.newest(in: directory)?.path ?? "" : ""
-        let chosen = try world.broadcast(newest)
-        return chosen.isEmpty ? nil : URL(fileURLWithPath: chosen)
+        var choice = ""
+        if world.isRoot {
+            do { choice = "path:" + (try TrainCheckpoint.newest(in: directory)?.path ?? "") }
+            catch { choice = "error:\(error)" }
+        }
+        choice = try world.broadcast(choice)
+        if choice.hasPrefix("error:") {
+            throw TrainingError(description: "--resume auto: " + choice.dropFirst("error:".count))
+        }
+        let path = String(choice.dropFirst("path:".count))
+        return path.isEmpty ? nil : URL(fileURLWithPath: path)
     }
 
     /// Trains `stage` with the shared loop (`TrainLoop`) to the end, or to a stop request. Collective.
@@ -36,13 +46,15 @@ public struct TrainRun {
     public func run<Stage: TrainingStage>(_ stage: Stage, loop config: TrainLoopConfig, world: Communicator) throws -> TrainOutcome {
         let loop = TrainLoop(stage: stage, config: config, world: world, runDirectory: directory)
         loop.configRecord = try settings.yamlText()
+        let resume = try resumePoint(world: world)
         if world.isRoot {
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            do { try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true) }
+            catch { throw FileError(path: directory.path, what: "cannot create the run folder (\(error.localizedDescription))") }
             try settings.write(to: directory.appendingPathComponent("config.yaml"), header: "pcs-mpi \(command), resolved settings")
         }
         let reporter = world.isRoot ? try TrainReporter(directory: directory) : nil
         loop.report = { reporter?.record($0) }
-        let outcome = try loop.run(resume: try resumePoint(world: world))
+        let outcome = try loop.run(resume: resume)
         reporter?.close()
         if case let .finished(steps) = outcome { Log.info("\(command): \(steps) steps done; checkpoints in \(directory.path)") }
         return outcome

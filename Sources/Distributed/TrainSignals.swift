@@ -16,4 +16,7 @@ public enum TrainSignals {
 
     /// Whether a stop was requested on this process.
     public static var stopRequested: Bool { raised != 0 }
+
+    /// Clears a request once a run has stopped for it, so a later run in the same process starts afresh.
+    public static func acknowledge() { raised = 0 }
 }

@@ -22,6 +22,7 @@ public enum AtomicFile {
 
     /// Moves a finished temporary file into place, replacing an older `url`.
     public static func commit(_ temporary: URL, to url: URL) throws {
+        CrashPoint.reach("commit", file: url.lastPathComponent)
         guard rename(temporary.path, url.path) == 0 else {
             throw FileError(path: url.path, what: "cannot rename \(temporary.lastPathComponent) into place: \(String(cString: strerror(errno)))")
         }

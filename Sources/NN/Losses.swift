@@ -38,13 +38,23 @@ func softplus(_ x: Double) -> Double {
     x > 0 ? x + log1p(exp(-x)) : log1p(exp(x))
 }
 
-/// Cross-entropy over classes with an ignored label (DeepLab's loss), mean over the pixels that are not ignored:
+/// How a loss over many elements is reduced.
+public enum LossReduction {
+    /// Divided by the number of elements counted (PyTorch's `reduction="mean"`).
+    case mean
+    /// Not divided: the global-batch form, whose count the training loop sums over the ranks (`StageLoss.sums`).
+    case sum
+}
+
+/// Cross-entropy over classes with an ignored label (DeepLab's loss), mean (or sum) over the pixels that are not
+/// ignored:
 ///
-///     ℓ = −(1/|P|) Σ_{p ∈ P} log softmax(z_p)[t_p],   P = { p : t_p ≠ ignoreIndex }
+///     ℓ = −(1/|P|) Σ_{p ∈ P} log softmax(z_p)[t_p],   P = { p : t_p ≠ ignoreIndex }   (sum: without 1/|P|)
 ///
 /// Shapes: logits (N, C, H, W) (or (N, C)), labels (N, H, W) (or (N)) as Int32 class indices.
 /// Backward: ∂ℓ/∂z_pc = (softmax(z_p)_c − [c = t_p]) / |P| on counted pixels, 0 on ignored ones.
-public func crossEntropyLoss(_ logits: Tensor, labels: [Int32], ignoreIndex: Int32 = 255) -> Tensor {
+/// When every pixel is ignored the result is a 0 without a graph (the training loop handles such a rank).
+public func crossEntropyLoss(_ logits: Tensor, labels: [Int32], ignoreIndex: Int32 = 255, reduction: LossReduction = .mean) -> Tensor {
     let z = logits.plain()
     let n = z.shape[0], c = z.shape[1]
     let spatial = z.shape.dropFirst(2).reduce(1, *)
@@ -72,13 +82,14 @@ public func crossEntropyLoss(_ logits: Tensor, labels: [Int32], ignoreIndex: Int
     // zp and pp are raw pointers: keep their tensors alive until the loop above is done (ARC may release a
     // tensor after its last use by name, which is where the pointer was taken).
     withExtendedLifetime((z, probabilities)) {}
-    let loss = Tensor([counted > 0 ? Float(total / Double(counted)) : 0], shape: [1])
+    let divisor = reduction == .mean ? Double(max(counted, 1)) : 1
+    let loss = Tensor([counted > 0 ? Float(total / divisor) : 0], shape: [1])
     guard Autograd.needsGrad(logits), counted > 0 else { return loss }
     // The closure must own `probabilities` (not just its pointer `pp`): once the tensor is released its buffer
     // goes back to StoragePool and the next allocation of that size (the seed gradient, `dz`, …) would overwrite it.
     Autograd.record(loss) { [probabilities] dLoss in
         let pp = probabilities.storage.floats
-        let scale = dLoss.plain().storage.floats[0] / Float(counted)
+        let scale = dLoss.plain().storage.floats[0] / Float(divisor)
         let dz = Tensor(shape: z.shape)
         let dp = dz.storage.floats
         for b in 0..<n {

@@ -24,14 +24,92 @@ public enum StateEntry {
 
 /// A layer or a model with PyTorch's state-dict names, so that upstream checkpoints load by name.
 ///
-/// `state(prefix)` lists everything in the order PyTorch's `state_dict()` does: for each module its parameters,
-/// then its buffers, then its children in registration order. That order is also the stable order in which the
-/// gradient reducer walks the parameters.
+/// A module lists its own tensors (`ownState`, named relative to it) and its direct sub-modules (`children`,
+/// under their attribute names). `state(prefix)` walks the tree in the order PyTorch's `state_dict()` does: a
+/// module's own entries, then each child's in registration order. That order is also the stable order in which
+/// the gradient reducer walks the parameters. Traversal by name (`namedModules`, `freeze`, `setBatchNormMode(_:under:)`)
+/// uses the same names as the state dict.
 public protocol Module: AnyObject {
-    func state(_ prefix: String) -> [StateEntry]
+    /// This module's own parameters, buffers and counters, not its children's; names relative to it (`weight`).
+    var ownState: [StateEntry] { get }
+    /// The direct sub-modules in state-dict order, under their names (`conv1`, `mlp.fc1`, `conv_trans_2`).
+    var children: [(name: String, module: Module)] { get }
+}
+
+extension StateEntry {
+    /// The same entry under `prefix + name`.
+    func prefixed(_ prefix: String) -> StateEntry {
+        guard !prefix.isEmpty else { return self }
+        switch self {
+        case let .parameter(name, t): return .parameter(prefix + name, t)
+        case let .buffer(name, t): return .buffer(prefix + name, t)
+        case let .counter(name, get, set): return .counter(prefix + name, get: get, set: set)
+        }
+    }
 }
 
 extension Module {
+    public var ownState: [StateEntry] { [] }
+    public var children: [(name: String, module: Module)] { [] }
+
+    /// Every entry of the tree under `prefix`, in state-dict order.
+    public func state(_ prefix: String) -> [StateEntry] {
+        ownState.map { $0.prefixed(prefix) } + children.flatMap { $0.module.state("\(prefix)\($0.name).") }
+    }
+
+    /// This module (named `prefix` without its final dot, "" for the root) and every module below it, depth first
+    /// in state-dict order.
+    public func namedModules(_ prefix: String = "") -> [(name: String, module: Module)] {
+        [(String(prefix.dropLast(prefix.hasSuffix(".") ? 1 : 0)), self)]
+            + children.flatMap { $0.module.namedModules("\(prefix)\($0.name).") }
+    }
+
+    /// The parameters with their state-dict names, in state-dict order.
+    public var namedParameterList: [(name: String, tensor: Tensor)] {
+        state("").compactMap { if case let .parameter(name, t) = $0 { return (name, t) } else { return nil } }
+    }
+
+    /// Freezes every parameter whose state-dict name starts with one of `prefixes` ("" freezes all): it gets no
+    /// gradient, and the training loop gives it no bucket and no optimiser state. Returns how many were frozen.
+    @discardableResult
+    public func freeze(_ prefixes: [String]) -> Int {
+        setRequiresGrad(false, prefixes)
+    }
+
+    /// Undoes `freeze` for the parameters under `prefixes`.
+    @discardableResult
+    public func unfreeze(_ prefixes: [String]) -> Int {
+        setRequiresGrad(true, prefixes)
+    }
+
+    private func setRequiresGrad(_ value: Bool, _ prefixes: [String]) -> Int {
+        var changed = 0
+        for (name, t) in namedParameterList where prefixes.contains(where: { name.hasPrefix($0) }) {
+            t.requiresGrad = value
+            changed += 1
+        }
+        return changed
+    }
+
+    /// Every BatchNorm at or below the module named `prefix` ("" for all), in state-dict order.
+    public func batchNorms(under prefix: String = "") -> [BatchNorm2d] {
+        namedModules().compactMap { name, module in
+            guard prefix.isEmpty || name == prefix || name.hasPrefix(prefix + ".") else { return nil }
+            return module as? BatchNorm2d
+        }
+    }
+
+    /// Puts every BatchNorm at or below `prefix` into `mode`. `.frozen` also freezes their weight and bias
+    /// (no gradient, no bucket, no optimiser state, as deeplab-pytorch's `requires_grad = False`); the other
+    /// modes make them trainable again.
+    public func setBatchNormMode(_ mode: BatchNormMode, under prefix: String = "") {
+        for bn in batchNorms(under: prefix) {
+            bn.mode = mode
+            bn.weight.requiresGrad = mode != .frozen
+            bn.bias.requiresGrad = mode != .frozen
+        }
+    }
+
     /// The trainable tensors, in state-dict order.
     public var parameters: [Tensor] {
         state("").compactMap { if case let .parameter(_, t) = $0 { return t } else { return nil } }
@@ -78,24 +156,24 @@ extension Module {
 }
 
 extension Conv2d: Module {
-    public func state(_ prefix: String) -> [StateEntry] { namedParameters(prefix).map { .parameter($0.0, $0.1) } }
+    public var ownState: [StateEntry] { namedParameters("").map { .parameter($0.0, $0.1) } }
 }
 
 extension Linear: Module {
-    public func state(_ prefix: String) -> [StateEntry] { namedParameters(prefix).map { .parameter($0.0, $0.1) } }
+    public var ownState: [StateEntry] { namedParameters("").map { .parameter($0.0, $0.1) } }
 }
 
 extension LayerNorm: Module {
-    public func state(_ prefix: String) -> [StateEntry] { namedParameters(prefix).map { .parameter($0.0, $0.1) } }
+    public var ownState: [StateEntry] { namedParameters("").map { .parameter($0.0, $0.1) } }
 }
 
 extension BatchNorm2d: Module {
-    public func state(_ prefix: String) -> [StateEntry] {
-        namedParameters(prefix).map { .parameter($0.0, $0.1) } + namedBuffers(prefix).map { .buffer($0.0, $0.1) }
-            + [.counter("\(prefix)num_batches_tracked", get: { Int64(self.numBatchesTracked) }, set: { self.numBatchesTracked = Int($0) })]
+    public var ownState: [StateEntry] {
+        namedParameters("").map { .parameter($0.0, $0.1) } + namedBuffers("").map { .buffer($0.0, $0.1) }
+            + [.counter("num_batches_tracked", get: { Int64(self.numBatchesTracked) }, set: { self.numBatchesTracked = Int($0) })]
     }
 }
 
 extension MultiHeadAttention: Module {
-    public func state(_ prefix: String) -> [StateEntry] { namedParameters(prefix).map { .parameter($0.0, $0.1) } }
+    public var children: [(name: String, module: Module)] { [("qkv", qkv), ("proj", proj)] }
 }

@@ -58,11 +58,6 @@ public final class Conformer: Module {
         self.rng = rng.derived(0xD409)
     }
 
-    /// Every BatchNorm, so a stage can switch them between training, inference and frozen modes.
-    public var batchNorms: [BatchNorm2d] { [bn1] + stage1.batchNorms + blocks.flatMap(\.batchNorms) }
-
-    public func setBatchNormMode(_ mode: BatchNormMode) { for bn in batchNorms { bn.mode = mode } }
-
     /// - Parameters:
     ///   - x: images (B, 3, H, W), H and W multiples of 16.
     ///   - training: drop path on (BatchNorm follows its own `mode`).
@@ -99,15 +94,15 @@ public final class Conformer: Module {
         return output
     }
 
-    public func state(_ p: String) -> [StateEntry] {
-        var s: [StateEntry] = [.parameter("\(p)cls_token", classToken)]
-        s += transNorm.state("\(p)trans_norm.") + transHead.state("\(p)trans_cls_head.")
-        if let subTransHead { s += subTransHead.state("\(p)trans_cls_head_200.") }
-        s += convHead.state("\(p)conv_cls_head.")
-        if let subConvHead { s += subConvHead.state("\(p)conv_cls_head_200.") }
-        s += conv1.state("\(p)conv1.") + bn1.state("\(p)bn1.") + stage1.state("\(p)conv_1.") + patchConv.state("\(p)trans_patch_conv.")
-        s += trans1.state("\(p)trans_1.")
-        for (i, block) in blocks.enumerated() { s += block.state("\(p)conv_trans_\(i + 2).") }
-        return s
+    public var ownState: [StateEntry] { [.parameter("cls_token", classToken)] }
+
+    public var children: [(name: String, module: Module)] {
+        var c: [(name: String, module: Module)] = [("trans_norm", transNorm), ("trans_cls_head", transHead)]
+        if let subTransHead { c.append(("trans_cls_head_200", subTransHead)) }
+        c.append(("conv_cls_head", convHead))
+        if let subConvHead { c.append(("conv_cls_head_200", subConvHead)) }
+        c += [("conv1", conv1), ("bn1", bn1), ("conv_1", stage1), ("trans_patch_conv", patchConv), ("trans_1", trans1)]
+        for (i, block) in blocks.enumerated() { c.append(("conv_trans_\(i + 2)", block)) }
+        return c
     }
 }

@@ -13,7 +13,7 @@ public protocol ConformerTrainingStage: TrainingStage {
 extension ConformerTrainingStage {
     public var model: Module { conformer }
     public var datasetSize: Int { dataset.count }
-    public var sharedBuffers: [Tensor] { conformer.batchNorms.flatMap { [$0.runningMean, $0.runningVar] } }
+    public var sharedBuffers: [Tensor] { conformer.batchNorms().flatMap { [$0.runningMean, $0.runningVar] } }
     public var modelRandom: SeededRandom {
         get { conformer.rng }
         set { conformer.rng = newValue }
@@ -40,7 +40,7 @@ extension Conformer {
         if let imageNet { try ConformerCheckpoint.loadImageNet(conformer, path: imageNet) }
         conformer.setBatchNormMode(.training)
         if let world {
-            for bn in conformer.batchNorms { bn.statisticsReducer = { world.allreduce(&$0) } }
+            for bn in conformer.batchNorms() { bn.statisticsReducer = { world.allreduce(&$0) } }
         }
         return conformer
     }

@@ -42,14 +42,9 @@ public final class ConvBlock: Module {
         return (relu(add(c, shortcut)), x2)
     }
 
-    public var batchNorms: [BatchNorm2d] { [bn1, bn2, bn3] + (residualBN.map { [$0] } ?? []) }
-
-    public func state(_ p: String) -> [StateEntry] {
-        var s = conv1.state("\(p)conv1.") + bn1.state("\(p)bn1.") + conv2.state("\(p)conv2.") + bn2.state("\(p)bn2.")
-            + conv3.state("\(p)conv3.") + bn3.state("\(p)bn3.")
-        if let residualConv, let residualBN {
-            s += residualConv.state("\(p)residual_conv.") + residualBN.state("\(p)residual_bn.")
-        }
-        return s
+    public var children: [(name: String, module: Module)] {
+        var c: [(name: String, module: Module)] = [("conv1", conv1), ("bn1", bn1), ("conv2", conv2), ("bn2", bn2), ("conv3", conv3), ("bn3", bn3)]
+        if let residualConv, let residualBN { c += [("residual_conv", residualConv), ("residual_bn", residualBN)] }
+        return c
     }
 }

@@ -37,10 +37,8 @@ public final class ConvTransBlock: Module {
         return (fusionBlock(y, inject: injected).out, t)
     }
 
-    public var batchNorms: [BatchNorm2d] { cnnBlock.batchNorms + fusionBlock.batchNorms + [expandBlock.bn] }
-
-    public func state(_ p: String) -> [StateEntry] {
-        cnnBlock.state("\(p)cnn_block.") + fusionBlock.state("\(p)fusion_block.") + squeezeBlock.state("\(p)squeeze_block.")
-            + expandBlock.state("\(p)expand_block.") + transBlock.state("\(p)trans_block.")
+    public var children: [(name: String, module: Module)] {
+        [("cnn_block", cnnBlock), ("fusion_block", fusionBlock), ("squeeze_block", squeezeBlock), ("expand_block", expandBlock),
+         ("trans_block", transBlock)]
     }
 }

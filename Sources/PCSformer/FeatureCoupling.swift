@@ -23,7 +23,7 @@ public final class FeatureDown: Module {
         return concat([classToken, gelu(norm(tokens))], axis: 1)
     }
 
-    public func state(_ p: String) -> [StateEntry] { project.state("\(p)conv_project.") + norm.state("\(p)ln.") }
+    public var children: [(name: String, module: Module)] { [("conv_project", project), ("ln", norm)] }
 }
 
 /// FCUUp (`expand_block`, spec §2.5 step 4.4): patch tokens → CNN feature map.
@@ -49,5 +49,5 @@ public final class FeatureUp: Module {
         return dw > 1 ? interpolate(y, size: (h * dw, w * dw), mode: .nearest) : y
     }
 
-    public func state(_ p: String) -> [StateEntry] { project.state("\(p)conv_project.") + bn.state("\(p)bn.") }
+    public var children: [(name: String, module: Module)] { [("conv_project", project), ("bn", bn)] }
 }

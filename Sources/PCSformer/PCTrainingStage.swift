@@ -41,10 +41,10 @@ public final class PCTrainingStage: ConformerTrainingStage {
         return batch
     }
 
-    public func loss(_ batch: Batch) -> Tensor {
+    public func loss(_ batch: Batch) -> StageLoss {
         let (n, s, p) = (batch.count, augmentation.crop.size, augmentation.pairSize)
-        return Self.loss(conformer, crops: Tensor(batch.images, shape: [n, 3, s, s]), pairs: Tensor(batch.pairs, shape: [n, 3, p, p]),
-                         labels: Tensor(batch.labels, shape: [n, conformer.config.numClasses - 1]))
+        return .mean(Self.loss(conformer, crops: Tensor(batch.images, shape: [n, 3, s, s]), pairs: Tensor(batch.pairs, shape: [n, 3, p, p]),
+                         labels: Tensor(batch.labels, shape: [n, conformer.config.numClasses - 1])))
     }
 
     /// The §3.4 loss of one step: the mean of the classification losses of the crops and of their pairs, each a

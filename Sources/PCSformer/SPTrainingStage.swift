@@ -54,11 +54,11 @@ public final class SPTrainingStage: ConformerTrainingStage {
         return batch
     }
 
-    public func loss(_ batch: Batch) -> Tensor {
+    public func loss(_ batch: Batch) -> StageLoss {
         let (n, s) = (batch.count, augmentation.crop.size)
         let out = conformer(Tensor(batch.images, shape: [n, 3, s, s]), training: true)
-        return Self.loss(out, labels: Tensor(batch.labels, shape: [n, conformer.config.numClasses - 1]),
-                         subLabels: Tensor(batch.subLabels, shape: [n, conformer.config.subClasses]), subLossWeight: subLossWeight)
+        return .mean(Self.loss(out, labels: Tensor(batch.labels, shape: [n, conformer.config.numClasses - 1]),
+                               subLabels: Tensor(batch.subLabels, shape: [n, conformer.config.subClasses]), subLossWeight: subLossWeight))
     }
 
     /// ℓ20 + w · ℓsub for one forward's outputs.

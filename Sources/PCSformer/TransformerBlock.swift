@@ -28,8 +28,7 @@ public final class TransformerBlock: Module {
         return add(h, dropPath(fc2(gelu(fc1(norm2(h)))), p: dropPathRate, training: training, rng: &rng))
     }
 
-    public func state(_ p: String) -> [StateEntry] {
-        norm1.state("\(p)norm1.") + attn.state("\(p)attn.") + norm2.state("\(p)norm2.")
-            + fc1.state("\(p)mlp.fc1.") + fc2.state("\(p)mlp.fc2.")
+    public var children: [(name: String, module: Module)] {
+        [("norm1", norm1), ("attn", attn), ("norm2", norm2), ("mlp.fc1", fc1), ("mlp.fc2", fc2)]
     }
 }

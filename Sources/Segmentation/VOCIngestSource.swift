@@ -30,8 +30,14 @@ public struct VOCIngestSource {
         }
         ids = VOC.ids(fromList: listText)
         guard !ids.isEmpty else { throw FileError(path: list.path, what: "the split list holds no ids") }
-        if let text = try? String(contentsOf: root.appendingPathComponent("classes.txt"), encoding: .utf8) {
+        let classList = root.appendingPathComponent("classes.txt")
+        if fm.fileExists(atPath: classList.path) {
+            // Present but unreadable is an error: falling back to VOC's names would label the dataset wrongly.
+            guard let data = fm.contents(atPath: classList.path), let text = String(data: data, encoding: .utf8) else {
+                throw FileError(path: classList.path, what: "cannot read the class list (UTF-8 text, one class per line)")
+            }
             classNames = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            guard !classNames.isEmpty else { throw FileError(path: classList.path, what: "the class list is empty") }
         } else {
             classNames = VOC.classNames
         }

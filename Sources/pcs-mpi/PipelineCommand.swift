@@ -92,7 +92,7 @@ struct PipelineCommand: ParsableCommand {
         func inference(_ network: String, trained: String, model: String, extra: [String], section: String) -> Stage {
             let suffix = network == "pc" ? "" : "-\(network)"
             return Stage(name: "infer-cam\(suffix)", inputs: [trained], outputs: ["cams-\(network)"], resumable: true) {
-                guard let weights = TrainCheckpoint.newest(in: run.appendingPathComponent(trained)) else {
+                guard let weights = try TrainCheckpoint.newest(in: run.appendingPathComponent(trained)) else {
                     throw FileError(path: path(trained), what: "no checkpoint to run infer-cam with")
                 }
                 return [["infer-cam", "--data", path("shards"), "--split", split, "--out", path("cams-\(network)"), "--model", model,
@@ -115,7 +115,7 @@ struct PipelineCommand: ParsableCommand {
         let k = file.value("cluster", "k") ?? "10"
         let spModel = file.value("train-sp", "model") ?? "sp"
         list.append(Stage(name: "extract-features", inputs: ["train-pc"], outputs: ["features"]) {
-            guard let weights = TrainCheckpoint.newest(in: run.appendingPathComponent("train-pc")) else {
+            guard let weights = try TrainCheckpoint.newest(in: run.appendingPathComponent("train-pc")) else {
                 throw FileError(path: path("train-pc"), what: "no checkpoint to extract features with")
             }
             return [["extract-features", "--data", path("shards"), "--split", trainSplit, "--model", model, "--weights", weights.path,
@@ -147,7 +147,7 @@ struct PipelineCommand: ParsableCommand {
         world.barrier()
         // Rank 0 reads the manifest and the run folder and decides; the others follow its broadcast decision, so a
         // stale directory cache on a shared file system cannot make ranks disagree about what runs.
-        var manifest = PipelineManifest.read(run)
+        var manifest = try PipelineManifest.read(run)
         manifest.config = (try? String(contentsOfFile: config, encoding: .utf8)) ?? ""
         let all = stages(file, run: run)
         for (flag, name) in [("--from", from), ("--until", until)] {

@@ -77,10 +77,14 @@ struct PipelineManifest: Codable {
 
     static func url(_ run: URL) -> URL { run.appendingPathComponent("manifest.json") }
 
-    static func read(_ run: URL) -> PipelineManifest {
-        guard let data = FileManager.default.contents(atPath: url(run).path),
-              let manifest = try? JSONDecoder().decode(PipelineManifest.self, from: data) else { return PipelineManifest() }
-        return manifest
+    /// The run's manifest; an empty one for a new run. One that exists but cannot be read is an error: treating it
+    /// as empty would silently re-run every stage.
+    static func read(_ run: URL) throws -> PipelineManifest {
+        let path = url(run).path
+        guard FileManager.default.fileExists(atPath: path) else { return PipelineManifest() }
+        guard let data = FileManager.default.contents(atPath: path) else { throw FileError(path: path, what: "cannot read the pipeline manifest") }
+        do { return try JSONDecoder().decode(PipelineManifest.self, from: data) }
+        catch { throw FileError(path: path, what: "not a pipeline manifest (corrupt JSON); remove it to re-run every stage") }
     }
 
     func write(_ run: URL) throws {

@@ -29,6 +29,18 @@ struct TrainOptions: ParsableArguments {
     @Option(help: "Epochs. Default: 14 (PC), 20 (SP).")
     var epochs: Int?
 
+    @Option(help: "Length in updates instead of epochs (crossing epochs as needed); wins over --epochs.")
+    var iterations: Int?
+
+    @Option(help: "Micro-batches per update: each rank's share of --batch is cut into this many, gradients are reduced once per update and the update equals the unaccumulated one. Default: 1.")
+    var accumulate: Int?
+
+    @Option(help: "Write a checkpoint every N updates (default: after epoch 0, even epochs and every epoch from 4, as upstream). The last update always writes one.")
+    var checkpointEvery: Int?
+
+    @Option(help: "Checkpoints kept besides the final one; older ones are removed once a newer one is complete. Default: 3.")
+    var keep: Int?
+
     @Option(help: "Global batch (images per step over all ranks; a multiple of the rank count). Default: 4 (PC), 8 (SP).")
     var batch: Int?
 
@@ -72,7 +84,8 @@ struct TrainOptions: ParsableArguments {
     /// The settings after the rule "flag, else --config file, else default", checked.
     struct Settings {
         var data: String, split: String, out: String, model: ModelVariant, initWeights: String?
-        var epochs: Int, batch: Int, lr: Float, weightDecay: Float, crop: Int, minLong: Int, maxLong: Int
+        var epochs: Int, iterations: Int?, accumulate: Int, checkpointEvery: Int?, keep: Int
+        var batch: Int, lr: Float, weightDecay: Float, crop: Int, minLong: Int, maxLong: Int
         var seed: Int, resume: String?, checkSync: Int, bucketMb: Int, maxSteps: Int, syncBN: Bool
     }
 
@@ -87,6 +100,10 @@ struct TrainOptions: ParsableArguments {
             out: try file.require("out", flag: out), model: try file.resolve("model", flag: model, default: defaults.model),
             initWeights: try file.resolveOptional("init", flag: initWeights),
             epochs: try file.resolve("epochs", flag: epochs, default: defaults.epochs),
+            iterations: try file.resolveOptional("iterations", flag: iterations),
+            accumulate: try file.resolve("accumulate", flag: accumulate, default: 1),
+            checkpointEvery: try file.resolveOptional("checkpoint-every", flag: checkpointEvery),
+            keep: try file.resolve("keep", flag: keep, default: 3),
             batch: try file.resolve("batch", flag: batch, default: defaults.batch),
             lr: try file.resolve("lr", flag: lr, default: 5e-5), weightDecay: try file.resolve("weight-decay", flag: weightDecay, default: 5e-4),
             crop: try file.resolve("crop", flag: crop, default: 512),
@@ -98,6 +115,13 @@ struct TrainOptions: ParsableArguments {
             throw ValidationError("--model must be \(defaults.allowedModels.map(\.rawValue).joined(separator: ", ")) for \(defaults.command)")
         }
         guard settings.epochs >= 1, settings.batch >= 1 else { throw ValidationError("--epochs and --batch must be at least 1") }
+        guard (settings.iterations ?? 1) >= 1, (settings.checkpointEvery ?? 1) >= 1, settings.accumulate >= 1 else {
+            throw ValidationError("--iterations, --checkpoint-every and --accumulate must be at least 1")
+        }
+        guard settings.keep >= 0 else { throw ValidationError("--keep must be ≥ 0") }
+        guard settings.lr > 0, settings.lr.isFinite, settings.weightDecay >= 0, settings.weightDecay.isFinite else {
+            throw ValidationError("--lr must be a positive number and --weight-decay ≥ 0; got \(settings.lr) and \(settings.weightDecay)")
+        }
         guard settings.crop % 16 == 0, settings.crop > 0 else { throw ValidationError("--crop must be a positive multiple of 16") }
         guard settings.checkSync >= 0, settings.bucketMb >= 1, settings.maxSteps >= 0, settings.seed >= 0 else {
             throw ValidationError("--check-sync, --max-steps and --seed must be ≥ 0, --bucket-mb ≥ 1")
@@ -119,8 +143,13 @@ struct TrainOptions: ParsableArguments {
         let loopConfig = TrainLoopConfig(epochs: settings.epochs, globalBatch: settings.batch, learningRate: settings.lr,
                                          weightDecay: settings.weightDecay, seed: UInt64(settings.seed), checkSync: settings.checkSync,
                                          bucketMegabytes: settings.bucketMb, maxSteps: settings.maxSteps)
+        var loop = loopConfig
+        loop.iterations = settings.iterations
+        loop.accumulate = settings.accumulate
+        loop.checkpointEvery = settings.checkpointEvery
+        loop.keep = settings.keep
         let run = TrainRun(directory: URL(fileURLWithPath: settings.out), settings: file, resume: settings.resume, command: command)
-        try run.run(stage, loop: loopConfig, world: world)
+        try run.run(stage, loop: loop, world: world)
     }
 }
 

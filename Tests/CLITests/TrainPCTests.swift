@@ -8,7 +8,7 @@ import XCTest
 /// `pcs-mpi train-pc` on a small synthetic set with the tiny model, as a user runs it under `mpirun -n 2`.
 final class TrainPCTests: XCTestCase {
     /// A synthetic dataset ingested into shards; returns the shard folder.
-    func makeShards(_ dir: URL) throws -> URL {
+    static func makeShards(_ dir: URL) throws -> URL {
         let synth = dir.appendingPathComponent("synth"), shards = dir.appendingPathComponent("shards")
         XCTAssertEqual(try TestSupport.pcsMPI(["synth", "--out", synth.path, "--images", "24", "--size", "96x96", "--classes", "3",
                                                "--log-level", "warning"]).status, 0)
@@ -18,16 +18,16 @@ final class TrainPCTests: XCTestCase {
         return shards
     }
 
-    func trainArguments(_ shards: URL, _ run: URL, epochs: Int) -> [String] {
+    static func trainArguments(_ shards: URL, _ run: URL, epochs: Int) -> [String] {
         ["train-pc", "--data", shards.path, "--out", run.path, "--model", "tiny-pc", "--epochs", "\(epochs)", "--batch", "4",
          "--crop", "64", "--pair", "32", "--resize-long", "64:96", "--lr", "1e-3"]
     }
 
     func testTrainsOnTwoRanksAndWritesCheckpointsAndMetrics() throws {
         let dir = try TestSupport.scratchDirectory()
-        let shards = try makeShards(dir)
+        let shards = try Self.makeShards(dir)
         let run = dir.appendingPathComponent("run")
-        let result = try TestSupport.mpirun(2, "pcs-mpi", trainArguments(shards, run, epochs: 2))
+        let result = try TestSupport.mpirun(2, "pcs-mpi", Self.trainArguments(shards, run, epochs: 2))
         XCTAssertEqual(result.status, 0, result.stderr)
         // 18 training images (24, a quarter in val), global batch 4: 4 steps per epoch.
         XCTAssertNotNil(FileManager.default.contents(atPath: run.appendingPathComponent("checkpoint-00000004.h5").path), "after epoch 0")
@@ -38,9 +38,9 @@ final class TrainPCTests: XCTestCase {
         XCTAssertEqual(events.count, 1)
         // The checkpoint's model group is a state dict the other tools read.
         XCTAssertEqual(try StateDict.load(path: run.appendingPathComponent("checkpoint-00000008.h5").path).count, 718)
-        let synchronized = try TestSupport.mpirun(2, "pcs-mpi", trainArguments(shards, dir.appendingPathComponent("sync"), epochs: 1) + ["--sync-bn"])
+        let synchronized = try TestSupport.mpirun(2, "pcs-mpi", Self.trainArguments(shards, dir.appendingPathComponent("sync"), epochs: 1) + ["--sync-bn"])
         XCTAssertEqual(synchronized.status, 0, synchronized.stderr)
-        let odd = try TestSupport.mpirun(2, "pcs-mpi", trainArguments(shards, run, epochs: 1) + ["--batch", "3"])
+        let odd = try TestSupport.mpirun(2, "pcs-mpi", Self.trainArguments(shards, run, epochs: 1) + ["--batch", "3"])
         XCTAssertNotEqual(odd.status, 0)
         XCTAssertTrue(odd.stderr.contains("does not split evenly over 2 ranks"), odd.stderr)
     }
@@ -60,12 +60,12 @@ final class TrainPCTests: XCTestCase {
 
     func signalRun(_ signal: Int32, expectedStatus: Int32) throws {
         let dir = try TestSupport.scratchDirectory()
-        let shards = try makeShards(dir)
+        let shards = try Self.makeShards(dir)
         let run = dir.appendingPathComponent("run")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["mpirun", "-n", "2", "--oversubscribe", "--bind-to", "none", TestSupport.binary("pcs-mpi")]
-            + trainArguments(shards, run, epochs: 200)
+            + Self.trainArguments(shards, run, epochs: 200)
         var environment = ProcessInfo.processInfo.environment
         environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
         environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
@@ -95,7 +95,7 @@ final class TrainPCTests: XCTestCase {
         let stoppedAt = Int(checkpoint.lastPathComponent.dropFirst("checkpoint-".count).prefix(8)) ?? 0
         XCTAssertGreaterThanOrEqual(stoppedAt, 3)
 
-        let resumed = try TestSupport.mpirun(2, "pcs-mpi", trainArguments(shards, run, epochs: 200) + ["--resume", "auto", "--max-steps", "\(stoppedAt + 2)"])
+        let resumed = try TestSupport.mpirun(2, "pcs-mpi", Self.trainArguments(shards, run, epochs: 200) + ["--resume", "auto", "--max-steps", "\(stoppedAt + 2)"])
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
         XCTAssertTrue(resumed.stdout.contains("resume: step \(stoppedAt)"), resumed.stdout)
     }
@@ -103,7 +103,7 @@ final class TrainPCTests: XCTestCase {
     /// Settings from a YAML file, a flag overriding one of them, the resolved settings saved beside the run.
     func testConfigFileAndFlagOverride() throws {
         let dir = try TestSupport.scratchDirectory()
-        let shards = try makeShards(dir)
+        let shards = try Self.makeShards(dir)
         let run = dir.appendingPathComponent("run")
         let yaml = dir.appendingPathComponent("pc.yaml")
         try """

@@ -12,11 +12,16 @@ final class CheckStage: TrainingStage {
     var poisonStep: Int?
     var steps = 0
     var modelRandom = SeededRandom(seed: 5)
+    /// Off for comparisons across rank counts: each rank draws noise and dropout from its own streams.
+    var noise = true
+    var dropoutP: Float = 0.2
+    /// The optimiser's groups, when not the default single one.
+    var groups: (([(name: String, tensor: Tensor)], Float, Float) -> [ParameterGroup])?
 
     final class Wrapped: Module {
         let net: CheckNet
         init(_ net: CheckNet) { self.net = net }
-        func state(_ p: String) -> [StateEntry] { net.conv.state("conv.") + net.bn.state("bn.") + net.head.state("head.") }
+        var children: [(name: String, module: Module)] { [("conv", net.conv), ("bn", net.bn), ("head", net.head)] }
     }
     lazy var model: Module = Wrapped(net)
 
@@ -30,21 +35,25 @@ final class CheckStage: TrainingStage {
 
     func loadBatch(_ indices: [Int], random: inout SeededRandom) throws -> (x: [Float], labels: [Float], n: Int) {
         var x: [Float] = []
-        for i in indices { x += net.image(seed: UInt64(i)).map { $0 + 0.1 * (random.nextFloat() - 0.5) } }
+        for i in indices { x += net.image(seed: UInt64(i)).map { noise ? $0 + 0.1 * (random.nextFloat() - 0.5) : $0 } }
         let labels = indices.flatMap { i in (0..<4).map { Float(($0 + i) % 2) } }
         return (x, labels, indices.count)
     }
 
-    func loss(_ batch: (x: [Float], labels: [Float], n: Int)) -> Tensor {
+    func parameterGroups(_ trainable: [(name: String, tensor: Tensor)], learningRate: Float, weightDecay: Float) -> [ParameterGroup] {
+        groups?(trainable, learningRate, weightDecay) ?? [ParameterGroup(trainable.map(\.tensor), learningRate: learningRate, weightDecay: weightDecay)]
+    }
+
+    func loss(_ batch: (x: [Float], labels: [Float], n: Int)) -> StageLoss {
         steps += 1
         let x = batch.x
 
         let input = Tensor(x, shape: [batch.n, 3, 8, 8])
-        let features = dropout(relu(net.bn(net.conv(input))), p: 0.2, training: true, rng: &modelRandom)
+        let features = dropout(relu(net.bn(net.conv(input))), p: dropoutP, training: true, rng: &modelRandom)
         let logits = net.head(features.plain().reshaped([batch.n, 8 * 8 * 8]))
         let loss = multilabelSoftMarginLoss(logits, Tensor(batch.labels, shape: [batch.n, 4]))
         // A NaN input would not do: ReLU turns NaN into 0. The loss itself is poisoned.
-        return steps == poisonStep ? scale(loss, .nan) : loss
+        return .mean(steps == poisonStep ? scale(loss, .nan) : loss)
     }
 }
 
@@ -88,7 +97,7 @@ func trainLoopChecks(_ world: Communicator, directory: URL, check: (Bool, String
     check(FileManager.default.fileExists(atPath: epoch0.path), "checkpoint after epoch 0 at step 3")
     let (resumed, _) = try run(config, folder: "resumed", resume: epoch0)
     check(resumed == Array(straight[3...]), "resumed losses \(resumed) equal the uninterrupted \(Array(straight[3...]))")
-    check(TrainCheckpoint.newest(in: directory.appendingPathComponent("stopped"))?.lastPathComponent == TrainCheckpoint.fileName(step: 6),
+    check(try TrainCheckpoint.newest(in: directory.appendingPathComponent("stopped"))?.lastPathComponent == TrainCheckpoint.fileName(step: 6),
           "--resume auto picks the newest checkpoint")
 
     do {

@@ -40,6 +40,7 @@ if arguments.first == "trainloop" {
     let directory = URL(fileURLWithPath: arguments.dropFirst().first ?? "/tmp/pcs-mpi-trainloop")
     do {
         try trainLoopChecks(world, directory: directory) { ok, what in if ok { passed += 1 } else { failures.append(what) } }
+        try trainLoopFeatureChecks(world, directory: directory) { ok, what in if ok { passed += 1 } else { failures.append(what) } }
     } catch {
         failures.append("unexpected error: \(error)")
     }

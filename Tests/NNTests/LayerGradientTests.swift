@@ -105,6 +105,11 @@ final class LayerGradientTests: XCTestCase {
         GradientCheck.check([z], eps: 1e-3) { crossEntropyLoss(z, labels: labels) }
         let allIgnored = Autograd.noGrad { crossEntropyLoss(z, labels: [Int32](repeating: 255, count: 12)) }
         XCTAssertEqual(allIgnored.toArray(), [0])
+        // The sum form (the global-batch loss): the mean times the 10 counted pixels, and its gradient.
+        GradientCheck.check([z], eps: 1e-3) { crossEntropyLoss(z, labels: labels, reduction: .sum) }
+        let mean = Autograd.noGrad { crossEntropyLoss(z, labels: labels) }.toArray()[0]
+        let sum = Autograd.noGrad { crossEntropyLoss(z, labels: labels, reduction: .sum) }.toArray()[0]
+        XCTAssertEqual(sum, 10 * mean, accuracy: 1e-4 * abs(sum))
     }
 }
 

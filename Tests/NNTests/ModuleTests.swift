@@ -13,9 +13,7 @@ final class TinyNet: Module {
         conv = Conv2d(3, 4, kernel: 3, padding: 1, rng: &rng)
         head = Linear(4, 2, rng: &rng)
     }
-    func state(_ prefix: String) -> [StateEntry] {
-        conv.state("\(prefix)conv.") + bn.state("\(prefix)bn.") + head.state("\(prefix)head.")
-    }
+    var children: [(name: String, module: Module)] { [("conv", conv), ("bn", bn), ("head", head)] }
 }
 
 final class ModuleTests: XCTestCase {
@@ -60,5 +58,30 @@ final class ModuleTests: XCTestCase {
         XCTAssertEqual(report.misShapedKeys, ["head.weight"])
         XCTAssertEqual(b.conv.weight.toArray(), a.conv.weight.toArray(), "matching keys are loaded")
         XCTAssertEqual(b.head.weight.toArray(), before, "a mis-shaped key is left alone")
+    }
+
+    /// Traversal, freezing and BatchNorm modes by state-dict name, on a tree two levels deep.
+    func testTraversalFreezingAndBatchNormModesByName() {
+        final class Pair: Module {
+            let left = TinyNet(seed: 1), right = TinyNet(seed: 2)
+            var children: [(name: String, module: Module)] { [("left", left), ("right", right)] }
+        }
+        let pair = Pair()
+        XCTAssertEqual(pair.namedModules().map(\.name), ["", "left", "left.conv", "left.bn", "left.head", "right", "right.conv", "right.bn", "right.head"])
+        XCTAssertEqual(pair.expectedKeys.first?.key, "left.conv.weight")
+        XCTAssertEqual(pair.freeze(["left.conv.", "right.head."]), 4)
+        XCTAssertEqual(pair.namedParameterList.filter { !$0.tensor.requiresGrad }.map(\.name),
+                       ["left.conv.weight", "left.conv.bias", "right.head.weight", "right.head.bias"])
+        pair.unfreeze([""])
+        XCTAssertTrue(pair.parameters.allSatisfy(\.requiresGrad))
+
+        XCTAssertTrue(pair.batchNorms(under: "right").map { $0 === pair.right.bn } == [true])
+        XCTAssertTrue(pair.batchNorms(under: "righ").isEmpty, "a prefix names whole modules")
+        pair.setBatchNormMode(.frozen, under: "right")
+        XCTAssertEqual(pair.right.bn.mode, .frozen)
+        XCTAssertEqual(pair.left.bn.mode, .training)
+        XCTAssertFalse(pair.right.bn.weight.requiresGrad || pair.right.bn.bias.requiresGrad, "frozen BatchNorm weights get no gradient")
+        pair.setBatchNormMode(.inference)
+        XCTAssertTrue(pair.right.bn.weight.requiresGrad && pair.left.bn.mode == .inference)
     }
 }

@@ -25,7 +25,7 @@ final class OptimizerTests: XCTestCase {
 
     func testSGDWithMomentumAndSchedules() {
         let p = Tensor([1], shape: [1], requiresGrad: true)
-        let opt = SGD([ParameterGroup([p], learningRate: 0.1, weightDecay: 0.5)], momentum: 0.9, schedule: .poly(maxIterations: 10, power: 0.9))
+        let opt = SGD([ParameterGroup([p], learningRate: 0.1, weightDecay: 0.5, schedule: .poly(maxIterations: 10, power: 0.9))], momentum: 0.9)
         p.grad = Tensor([2], shape: [1])
         opt.step() // d = 2 + 0.5·1 = 2.5; b = 2.5; p = 1 − 0.1·2.5 = 0.75
         XCTAssertEqual(p.toArray()[0], 0.75, accuracy: 1e-6)
@@ -34,6 +34,51 @@ final class OptimizerTests: XCTestCase {
         XCTAssertEqual(Double(p.toArray()[0]), 0.75 - lr * (0.9 * 2.5 + 2.375), accuracy: 1e-6)
         XCTAssertEqual(LearningRateSchedule.step(stepSize: 3, gamma: 0.1).multiplier(at: 7), 0.01, accuracy: 1e-7)
         XCTAssertEqual(LearningRateSchedule.poly(maxIterations: 4, power: 1).multiplier(at: 4), 0)
+    }
+
+    /// deeplab-pytorch's PolynomialLR(step_size 10, iter_max 100, power 0.9): the rate of update u is
+    /// base·(1 − 10⌊u/10⌋/100)^0.9, held for 10 updates, and held at its last value past iter_max.
+    func testPolyRefreshedEveryTenUpdates() {
+        let poly = LearningRateSchedule.poly(maxIterations: 100, power: 0.9, every: 10)
+        for u in 0..<10 { XCTAssertEqual(poly.multiplier(at: u), 1) }
+        XCTAssertEqual(poly.multiplier(at: 10), Float(pow(0.9, 0.9)), accuracy: 1e-7)
+        XCTAssertEqual(poly.multiplier(at: 19), poly.multiplier(at: 10))
+        XCTAssertEqual(poly.multiplier(at: 25), Float(pow(0.8, 0.9)), accuracy: 1e-7)
+        XCTAssertEqual(poly.multiplier(at: 120), poly.multiplier(at: 100))
+    }
+
+    /// Groups keep their own rates and decays; SGD's momentum buffers survive export and import, so a copy
+    /// continues exactly where the original is.
+    func testSGDGroupsAndStateRoundTrip() {
+        func make() -> (SGD, Tensor, Tensor) {
+            let a = Tensor([1, 2], shape: [2], requiresGrad: true), b = Tensor([-1], shape: [1], requiresGrad: true)
+            let sgd = SGD([ParameterGroup([a], learningRate: 0.1, weightDecay: 0.1, name: "a"),
+                           ParameterGroup([b], learningRate: 1, weightDecay: 0, name: "b")], momentum: 0.9)
+            return (sgd, a, b)
+        }
+        let (original, a, b) = make()
+        for step in 0..<3 {
+            a.grad = Tensor([Float(step), 1], shape: [2])
+            b.grad = Tensor([0.5], shape: [1])
+            original.step()
+        }
+        XCTAssertEqual(original.learningRates, [0.1, 1])
+        let (copy, a2, b2) = make()
+        a.toArray().withUnsafeBufferPointer { a2.storage.floats.update(from: $0.baseAddress!, count: 2) }
+        b.toArray().withUnsafeBufferPointer { b2.storage.floats.update(from: $0.baseAddress!, count: 1) }
+        let saved = original.exportState(names: [ObjectIdentifier(a): "a", ObjectIdentifier(b): "b"])
+        XCTAssertEqual(saved.kind, "sgd")
+        XCTAssertEqual(saved.buffers.keys.sorted(), ["a", "b"])
+        copy.importState(saved, names: [ObjectIdentifier(a2): "a", ObjectIdentifier(b2): "b"])
+        XCTAssertEqual(copy.iteration, 3)
+        for (p, q) in [(a, a2), (b, b2)] {
+            p.grad = Tensor.filled(0.25, shape: p.shape)
+            q.grad = Tensor.filled(0.25, shape: q.shape)
+        }
+        original.step()
+        copy.step()
+        XCTAssertEqual(a.toArray(), a2.toArray())
+        XCTAssertEqual(b.toArray(), b2.toArray())
     }
 
     func testTrainingReducesTheLoss() {
