@@ -1,0 +1,329 @@
+import Dispatch
+import Foundation
+
+/// A fully connected CRF on a W × H image with L labels and Potts pairwise terms, with the mean-field inference of
+/// Krähenbühl & Koltun (2011) as densecrf / pydensecrf compute it (spec §7.1):
+///
+///     Q⁰ = softmax(−U)
+///     Qᵗ⁺¹ = softmax(−U + Σ_k w_k · K̃_k Qᵗ),   K̃ Q = D^{−½} K (D^{−½} Q),  D = K·1
+///
+/// per pixel over the labels. K_k is a Gaussian kernel in the term's feature space, filtered with the
+/// permutohedral lattice (`PermutohedralLattice`; it includes the pixel itself); D^{−½} is densecrf's
+/// NORMALIZE_SYMMETRIC, pydensecrf's default. densecrf's `PottsCompatibility` returns −w·K̃Q and the inference
+/// subtracts it, hence the + above: a label gains where similar pixels already hold it.
+///
+/// **Layouts.** The public arrays are label-major, L × N with N = W·H pixels in row-major order (`U[l*N + i]`), the
+/// layout of pydensecrf's `setUnaryEnergy`/`inference` and of (L, H, W) files. Internally Q is pixel-major (N × L,
+/// densecrf's `MatrixXf` column layout) so that splat and slice read and write whole L-wide rows.
+///
+/// **Arithmetic.** Each element is computed with densecrf's float operations in densecrf's order (features
+/// `Float(x)/sxy`, the scaled input Q·D^{−½}, `acc + w·(sliced·D^{−½})` term by term, softmax with division by the
+/// sum), so Q matches pydensecrf to float rounding (exp and the sum order inside softmax differ from Eigen's).
+///
+/// **Threads.** The lattices' splat, blur and slice and the per-pixel steps split over `threads`; Q is
+/// bit-identical for every thread count.
+public struct DenseCRF: Sendable {
+    public let width: Int
+    public let height: Int
+    public let labels: Int
+    /// Threads for building the lattices and for inference.
+    public var threads: Int
+
+    /// −U, pixel-major N × L (zero until a unary is set, as densecrf).
+    private var negUnary: [Float]
+    private var terms: [PairwiseTerm] = []
+
+    /// One Potts term: its lattice, D^{−½} per pixel and the weight w.
+    struct PairwiseTerm: Sendable {
+        var lattice: PermutohedralLattice
+        var normalization: [Float]
+        var weight: Float
+    }
+
+    public var pixelCount: Int { width * height }
+    /// The lattice vertex count of each pairwise term, in the order they were added (for logs and memory figures).
+    public var latticeVertexCounts: [Int] { terms.map(\.lattice.vertexCount) }
+
+    public init(width: Int, height: Int, labels: Int, threads: Int = 1) throws {
+        guard width >= 1, height >= 1 else {
+            throw DenseCRFError.invalidParameter(name: "image size", value: "\(width) × \(height)", requirement: "at least 1 × 1")
+        }
+        guard labels >= 1 else {
+            throw DenseCRFError.invalidParameter(name: "label count", value: "\(labels)", requirement: "at least 1")
+        }
+        guard threads >= 1 else {
+            throw DenseCRFError.invalidParameter(name: "threads", value: "\(threads)", requirement: "at least 1")
+        }
+        (self.width, self.height, self.labels, self.threads) = (width, height, labels, threads)
+        negUnary = [Float](repeating: 0, count: width * height * labels)
+    }
+
+    // MARK: Unary
+
+    /// Sets U from an L × N label-major energy array (pydensecrf's `setUnaryEnergy`).
+    public mutating func setUnaryEnergy(_ energy: [Float]) throws {
+        let n = pixelCount, l = labels
+        guard energy.count == l * n else {
+            throw DenseCRFError.shapeMismatch(what: "the unary energy", expected: "\(l) × \(height) × \(width)", actual: energy.count)
+        }
+        energy.withUnsafeBufferPointer { u in
+            negUnary.withUnsafeMutableBufferPointer { out in
+                let src = u.baseAddress!, dst = out.baseAddress!
+                parallelRanges(n, threads: threads, minimum: 4096) { range in
+                    for i in range { for k in 0..<l { dst[i * l + k] = -src[k * n + i] } }
+                }
+            }
+        }
+    }
+
+    /// Unaries from a label map (N values, row-major), `CRFUnary.fromLabels`.
+    public mutating func setUnary(labelMap: [UInt8], gtProb: Double) throws {
+        guard labelMap.count == pixelCount else {
+            throw DenseCRFError.shapeMismatch(what: "the label map", expected: "\(height) × \(width)", actual: labelMap.count)
+        }
+        try setUnaryEnergy(CRFUnary.fromLabels(labelMap, labels: labels, gtProb: gtProb))
+    }
+
+    /// Unaries from a probability map (L × N label-major), `CRFUnary.fromProbabilities`.
+    public mutating func setUnary(probabilities: [Float], clip: Float = 1e-5) throws {
+        guard probabilities.count == labels * pixelCount else {
+            throw DenseCRFError.shapeMismatch(what: "the probability map", expected: "\(labels) × \(height) × \(width)",
+                                              actual: probabilities.count)
+        }
+        try setUnaryEnergy(CRFUnary.fromProbabilities(probabilities, labels: labels, pixels: pixelCount, clip: clip))
+    }
+
+    // MARK: Pairwise terms
+
+    /// The appearance-free term w·exp(−|p_i − p_j|²/2sxy²) on features (x/sxy, y/sxy), x = column, y = row
+    /// (pydensecrf's `addPairwiseGaussian(sxy, compat)`).
+    public mutating func addGaussian(sxy: Float, compat: Float) throws {
+        try checkDeviation("Gaussian sxy", sxy)
+        let n = pixelCount, w = width
+        var f = [Float](repeating: 0, count: 2 * n)
+        for i in 0..<n {
+            f[2 * i] = Float(i % w) / sxy
+            f[2 * i + 1] = Float(i / w) / sxy
+        }
+        try addPairwise(features: f, dimension: 2, compat: compat)
+    }
+
+    /// The bilateral term on features (x/sxy, y/sxy, r/srgb, g/srgb, b/srgb) of an H × W × 3 uint8 image
+    /// (pydensecrf's `addPairwiseBilateral(sxy, srgb, rgbim, compat)`).
+    public mutating func addBilateral(sxy: Float, srgb: Float, image: [UInt8], compat: Float) throws {
+        try checkDeviation("bilateral sxy", sxy)
+        try checkDeviation("bilateral srgb", srgb)
+        let n = pixelCount, w = width
+        guard image.count == 3 * n else {
+            throw DenseCRFError.shapeMismatch(what: "the RGB image", expected: "\(height) × \(width) × 3", actual: image.count)
+        }
+        var f = [Float](repeating: 0, count: 5 * n)
+        for i in 0..<n {
+            f[5 * i] = Float(i % w) / sxy
+            f[5 * i + 1] = Float(i / w) / sxy
+            for c in 0..<3 { f[5 * i + 2 + c] = Float(image[3 * i + c]) / srgb }
+        }
+        try addPairwise(features: f, dimension: 5, compat: compat)
+    }
+
+    /// A Potts term with Gaussian kernel exp(−½‖f_i − f_j‖²) on arbitrary features (N × d, pixel-major), symmetric
+    /// normalisation (pydensecrf's `addPairwiseEnergy(feats, compat)`). Builds the lattice and D^{−½} now.
+    public mutating func addPairwise(features: [Float], dimension d: Int, compat: Float) throws {
+        guard d >= 1 && d <= 16 else {
+            throw DenseCRFError.invalidParameter(name: "feature dimension", value: "\(d)", requirement: "in 1...16")
+        }
+        guard features.count == d * pixelCount else {
+            throw DenseCRFError.shapeMismatch(what: "the feature array", expected: "\(pixelCount) × \(d)", actual: features.count)
+        }
+        guard compat.isFinite else {
+            throw DenseCRFError.invalidParameter(name: "compat", value: "\(compat)", requirement: "a finite number")
+        }
+        if let bad = features.firstIndex(where: { !$0.isFinite }) {
+            throw DenseCRFError.invalidParameter(name: "feature \(bad)", value: "\(features[bad])", requirement: "finite")
+        }
+        let lattice = PermutohedralLattice(features: features, dimension: d, threads: threads)
+        // D = K·1 through densecrf's one-channel (scalar) path; D^{−½} = 1/√(D + 1e-20) in double, stored as float.
+        let ones = [Float](repeating: 1, count: pixelCount)
+        let norm = lattice.filter(ones, channels: 1, threads: threads).map { Float(1.0 / (Double($0) + 1e-20).squareRoot()) }
+        terms.append(PairwiseTerm(lattice: lattice, normalization: norm, weight: compat))
+    }
+
+    private func checkDeviation(_ name: String, _ v: Float) throws {
+        guard v > 0 && v.isFinite else {
+            throw DenseCRFError.invalidParameter(name: name, value: "\(v)", requirement: "a positive number")
+        }
+    }
+
+    // MARK: Inference
+
+    /// Q after `iterations` mean-field updates, L × N label-major (pydensecrf's `inference(n)`).
+    public func inference(iterations: Int = 10) -> [Float] {
+        precondition(iterations >= 0, "DenseCRF.inference: iterations must be ≥ 0, got \(iterations)")
+        let q = inferencePixelMajor(iterations: iterations)
+        let n = pixelCount, l = labels
+        var out = [Float](repeating: 0, count: n * l)
+        q.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                let s = src.baseAddress!, o = dst.baseAddress!
+                parallelRanges(l, threads: threads) { range in
+                    for k in range { for i in 0..<n { o[k * n + i] = s[i * l + k] } }
+                }
+            }
+        }
+        return out
+    }
+
+    /// Q pixel-major (N × L), the internal layout.
+    func inferencePixelMajor(iterations: Int) -> [Float] {
+        let n = pixelCount, l = labels, threads = self.threads
+        var q = [Float](repeating: 0, count: n * l)
+        negUnary.withUnsafeBufferPointer { nu in
+            q.withUnsafeMutableBufferPointer { qb in
+                let negU = nu.baseAddress!, qp = qb.baseAddress!
+                parallelRanges(n, threads: threads, minimum: 2048) { range in
+                    for i in range { softmax(negU + i * l, into: qp + i * l, count: l) }
+                }
+                if terms.isEmpty || iterations == 0 { return }
+                var scaled = [Float](repeating: 0, count: n * l)
+                var acc = [Float](repeating: 0, count: n * l)
+                var workspaces = terms.map { PermutohedralLattice.Workspace(lattice: $0.lattice, channels: l) }
+                scaled.withUnsafeMutableBufferPointer { sb in
+                    acc.withUnsafeMutableBufferPointer { ab in
+                        let sp = sb.baseAddress!, ap = ab.baseAddress!
+                        for _ in 0..<iterations {
+                            for (t, term) in terms.enumerated() {
+                                let first = t == 0, last = t == terms.count - 1
+                                let w = term.weight
+                                term.normalization.withUnsafeBufferPointer { nb in
+                                    let norm = nb.baseAddress!
+                                    // The kernel's input Q·D^{−½} (densecrf: `in * norm_.asDiagonal()`).
+                                    parallelRanges(n, threads: threads, minimum: 4096) { range in
+                                        for i in range {
+                                            let s = norm[i]
+                                            for k in 0..<l { sp[i * l + k] = qp[i * l + k] * s }
+                                        }
+                                    }
+                                    var fusedSoftmax = last
+                                    term.lattice.filter(input: UnsafePointer(sp), stride: l, channels: 0..<l,
+                                                        workspace: &workspaces[t], threads: threads) { rows, sliced, width, c0 in
+                                        // acc = (first ? −U : acc) + w·(sliced·D^{−½}); the last term's slice
+                                        // finishes each pixel, so its softmax follows at once when all labels
+                                        // were filtered in one pass.
+                                        let wholeRow = width == l
+                                        for i in rows {
+                                            let src = sliced + (i - rows.lowerBound) * width
+                                            let base = (first ? negU : UnsafePointer(ap)) + i * l + c0
+                                            let dst = ap + i * l + c0
+                                            let s = norm[i]
+                                            for k in 0..<width { dst[k] = base[k] + w * (src[k] * s) }
+                                            if last && wholeRow { softmax(UnsafePointer(ap + i * l), into: qp + i * l, count: l) }
+                                        }
+                                    }
+                                    if workspaces[t].width < l { fusedSoftmax = false }
+                                    if last && !fusedSoftmax {
+                                        parallelRanges(n, threads: threads, minimum: 2048) { range in
+                                            for i in range { softmax(UnsafePointer(ap + i * l), into: qp + i * l, count: l) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return q
+    }
+
+    /// The argmax label of each pixel of a label-major Q (the first maximum, as numpy's argmax). Needs L ≤ 256.
+    public static func argmax(_ q: [Float], labels l: Int) -> [UInt8] {
+        precondition(l >= 1 && l <= 256, "DenseCRF.argmax: label count \(l) does not fit in UInt8")
+        precondition(q.count % l == 0, "DenseCRF.argmax: \(q.count) values are not L × N with L = \(l)")
+        let n = q.count / l
+        var best = [UInt8](repeating: 0, count: n)
+        var top = Array(q[0..<n])
+        for k in 1..<max(l, 1) {
+            let row = k * n
+            for i in 0..<n where q[row + i] > top[i] {
+                top[i] = q[row + i]
+                best[i] = UInt8(k)
+            }
+        }
+        return best
+    }
+}
+
+/// out = exp(x − max x) / Σ exp(x − max x) (densecrf's `expAndNormalize`: division by the sum, not a reciprocal).
+@inline(__always)
+func softmax(_ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, count l: Int) {
+    var m = x[0]
+    for k in 1..<max(l, 1) where x[k] > m { m = x[k] }
+    var sum: Float = 0
+    for k in 0..<l {
+        let e = expf(x[k] - m)
+        out[k] = e
+        sum += e
+    }
+    for k in 0..<l { out[k] /= sum }
+}
+
+// MARK: - Convenience
+
+extension DenseCRF {
+    /// A CRF with both of the parameters' terms (Gaussian first, then bilateral, as upstream adds them).
+    public static func model(image: [UInt8], width: Int, height: Int, labels: Int, parameters p: CRFParameters,
+                             threads: Int = 1) throws -> DenseCRF {
+        try p.validate()
+        var crf = try DenseCRF(width: width, height: height, labels: labels, threads: threads)
+        guard image.count == 3 * width * height else {
+            throw DenseCRFError.shapeMismatch(what: "the RGB image", expected: "\(height) × \(width) × 3", actual: image.count)
+        }
+        try crf.addGaussian(sxy: p.gaussianSXY, compat: p.gaussianCompat)
+        try crf.addBilateral(sxy: p.bilateralSXY, srgb: p.bilateralSRGB, image: image, compat: p.bilateralCompat)
+        return crf
+    }
+
+    /// Q (L × N label-major) for a label map (upstream's `crf_inference_label` with the psa-label preset).
+    public static func inference(image: [UInt8], width: Int, height: Int, labelMap: [UInt8],
+                                 labels: Int = CRFPreset.defaultLabels,
+                                 parameters: CRFParameters = CRFPreset.psaLabel.parameters(),
+                                 threads: Int = 1) throws -> [Float] {
+        var crf = try model(image: image, width: width, height: height, labels: labels, parameters: parameters, threads: threads)
+        try crf.setUnary(labelMap: labelMap, gtProb: parameters.gtProb)
+        return crf.inference(iterations: parameters.iterations)
+    }
+
+    /// Q (L × N label-major) for a probability map, L × N label-major (`crf_inference`, deeplab-pytorch's `DenseCRF`).
+    public static func inference(image: [UInt8], width: Int, height: Int, probabilities: [Float], labels: Int,
+                                 parameters: CRFParameters, threads: Int = 1) throws -> [Float] {
+        var crf = try model(image: image, width: width, height: height, labels: labels, parameters: parameters, threads: threads)
+        try crf.setUnary(probabilities: probabilities, clip: parameters.clip)
+        return crf.inference(iterations: parameters.iterations)
+    }
+
+    /// The CRF's argmax labels for a label map: upstream's `crf_inference_label(img, labels, t, n_labels, gt_prob)`.
+    public static func labels(image: [UInt8], width: Int, height: Int, labelMap: [UInt8],
+                              labels: Int = CRFPreset.defaultLabels,
+                              parameters: CRFParameters = CRFPreset.psaLabel.parameters(),
+                              threads: Int = 1) throws -> [UInt8] {
+        try checkArgmaxRange(labels)
+        let q = try inference(image: image, width: width, height: height, labelMap: labelMap, labels: labels,
+                              parameters: parameters, threads: threads)
+        return argmax(q, labels: labels)
+    }
+
+    /// The CRF's argmax labels for a probability map (L × N label-major).
+    public static func labels(image: [UInt8], width: Int, height: Int, probabilities: [Float], labels: Int,
+                              parameters: CRFParameters, threads: Int = 1) throws -> [UInt8] {
+        try checkArgmaxRange(labels)
+        let q = try inference(image: image, width: width, height: height, probabilities: probabilities, labels: labels,
+                              parameters: parameters, threads: threads)
+        return argmax(q, labels: labels)
+    }
+
+    private static func checkArgmaxRange(_ labels: Int) throws {
+        guard labels >= 1 && labels <= 256 else {
+            throw DenseCRFError.invalidParameter(name: "label count", value: "\(labels)", requirement: "in 1...256 for a uint8 label map")
+        }
+    }
+}

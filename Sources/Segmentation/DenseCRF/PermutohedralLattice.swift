@@ -1,0 +1,521 @@
+import Dispatch
+import Foundation
+
+/// Gaussian filtering in a d-dimensional feature space with the permutohedral lattice (Adams, Baek & Davis 2010),
+/// computed as Krähenbühl's densecrf computes it (`permutohedral.cpp`, the SSE build pydensecrf gets on x86-64).
+///
+/// For N points with features f ∈ ℝᵈ and values v (N × C, pixel-major), `filter` returns an approximation of
+/// `out_i = Σ_j exp(−½‖f_i − f_j‖²) v_j` (the point itself included), in three steps:
+///
+/// 1. **Splat.** Each feature is *elevated* onto the hyperplane H = {x ∈ ℝᵈ⁺¹ : Σx = 0} with
+///    `E f`, whose diagonal scale factors are s_k = √(2/3)(d+1) / √((k+1)(k+2)), k = 0…d−1 (the √(2/3)(d+1)
+///    makes the blur below a Gaussian of unit standard deviation). The enclosing simplex of the lattice
+///    A*_d = {x ∈ H ∩ (d+1)ℤᵈ⁺¹ shifted by the canonical simplex} is found by rounding each coordinate to the
+///    nearest multiple of d+1 (the remainder-0 point), ranking the residuals and correcting the ranks so that the
+///    point lies on H; its d+1 vertices (keys: the first d integer coordinates) get the barycentric weights, and
+///    `values[vertex] += weight · v_i`.
+/// 2. **Blur.** Along each of the d+1 lattice axes j = 0…d in turn, `new[x] = old[x] + ½(old[x − u_j] + old[x + u_j])`,
+///    where u_j moves coordinate j by ∓d and every other coordinate by ±1; vertices that were never created count as 0.
+/// 3. **Slice.** `out_i = α Σ_vertices weight · values[vertex]`, α = 1/(1 + 2⁻ᵈ).
+///
+/// Vertices are numbered in first-insertion order (pixel order, then the d+1 vertices of each pixel in remainder
+/// order), as densecrf's hash table numbers them. The order does not change the filter's mathematics, but it
+/// fixes the order in which contributions are summed, so this implementation reproduces densecrf's sums term by
+/// term: splat adds each vertex's contributions in increasing pixel order, slice adds a pixel's d+1 vertices in
+/// remainder order, blur adds the two neighbours before adding the centre. (densecrf's SSE `init` also pads N to a
+/// multiple of 4 with all-zero features and inserts their vertices after the real ones; they carry no value but take
+/// part in the blur, so `init` inserts them too.)
+///
+/// **Threads.** The splat is computed as a *gather*: a vertex-major index (for each vertex, its (pixel, weight)
+/// contributions in pixel order) lets each thread own a range of vertices and sum exactly the terms a serial scatter
+/// would, in the same order. The blur splits each axis over vertex ranges and the slice over pixel ranges. Every
+/// output element is therefore computed by the same operations in the same order whatever the thread count, and the
+/// results are bit-identical for any `threads`.
+///
+/// **Memory.** Per point, d+1 vertex offsets (Int32) and weights (Float), and the same again for the gather index;
+/// per vertex, 2(d+1) neighbour indices (Int32). The values live in two (M+1) × C float buffers (row 0 is the
+/// absent neighbour, always zero); `filter` processes at most `maxChannelsPerPass` channels at once so that huge
+/// lattices stay within a bounded buffer.
+public struct PermutohedralLattice: Sendable {
+    /// N, the number of points (pixels).
+    public let pointCount: Int
+    /// d, the feature dimension.
+    public let dimension: Int
+    /// M, the number of lattice vertices (including those of densecrf's zero-feature padding, see above).
+    public let vertexCount: Int
+
+    /// For point i and remainder r, `offsets[i(d+1) + r]` is its vertex + 1 (row index into the value buffers).
+    let offsets: [Int32]
+    /// The matching barycentric weights; the d+1 weights of a point sum to 1.
+    let weights: [Float]
+    /// Gather index for the splat: the contributions to vertex v are entries `splatStart[v] ..< splatStart[v+1]`
+    /// of `splatPoint`/`splatWeight`, in increasing point order.
+    let splatStart: [Int32]
+    let splatPoint: [Int32]
+    let splatWeight: [Float]
+    /// Blur neighbours, +1-shifted (0 = no such vertex): for axis j and vertex v, `neighbours[2(jM + v)]` is
+    /// x − u_j and `neighbours[2(jM + v) + 1]` is x + u_j.
+    let neighbours: [Int32]
+
+    /// Builds the lattice for `features` (N × d, point-major: point i's features are `features[i*d ..< (i+1)*d]`).
+    /// The hash insertion is sequential (vertex numbers are first-insertion order); elevation and neighbour lookup
+    /// run on `threads` threads. Needs 1 ≤ d ≤ 16.
+    public init(features: [Float], dimension d: Int, threads: Int = 1) {
+        precondition(d >= 1 && d <= 16, "PermutohedralLattice: feature dimension must be in 1...16, got \(d)")
+        precondition(features.count % d == 0,
+                     "PermutohedralLattice: \(features.count) feature values are not a multiple of d = \(d)")
+        let n = features.count / d
+        precondition(n < Int(Int32.max) / (d + 1), "PermutohedralLattice: \(n) points × \(d + 1) vertices overflow Int32")
+        let vertsPerPoint = d + 1
+        let geometry = Geometry(dimension: d)
+
+        var offsets = [Int32](repeating: 0, count: n * vertsPerPoint)
+        var weights = [Float](repeating: 0, count: n * vertsPerPoint)
+        var table = VertexTable(keySize: d, expected: max(16, n))
+
+        // Elevation, rounding and ranking are independent per point: compute keys and weights for a block of
+        // points in parallel, then insert the block's keys sequentially (first-insertion order). Blocks bound the
+        // scratch memory to blockSize × (d+1) × d Int32.
+        let blockSize = 1 << 15
+        var blockKeys = [Int32](repeating: 0, count: blockSize * vertsPerPoint * d)
+        var blockHashes = [UInt64](repeating: 0, count: blockSize * vertsPerPoint)
+        features.withUnsafeBufferPointer { feat in
+            weights.withUnsafeMutableBufferPointer { wts in
+                offsets.withUnsafeMutableBufferPointer { offs in
+                    blockKeys.withUnsafeMutableBufferPointer { keys in
+                        blockHashes.withUnsafeMutableBufferPointer { hashes in
+                            var start = 0
+                            while start < n {
+                                let count = min(blockSize, n - start)
+                                let s = start
+                                parallelRanges(count, threads: threads, minimum: 2048) { range in
+                                    var scratch = Geometry.Scratch(dimension: d)
+                                    for b in range {
+                                        let i = s + b
+                                        geometry.locate(feature: feat.baseAddress! + i * d, scratch: &scratch,
+                                                        keys: keys.baseAddress! + b * vertsPerPoint * d,
+                                                        weights: wts.baseAddress! + i * vertsPerPoint)
+                                        for r in 0..<vertsPerPoint {
+                                            hashes[b * vertsPerPoint + r] =
+                                                VertexTable.hash(keys.baseAddress! + (b * vertsPerPoint + r) * d, d)
+                                        }
+                                    }
+                                }
+                                for e in 0..<(count * vertsPerPoint) {
+                                    offs[start * vertsPerPoint + e] =
+                                        table.findOrInsert(keys.baseAddress! + e * d, hash: hashes[e]) + 1
+                                }
+                                start += count
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // densecrf's SSE init processes points in groups of four and fills the last group with zero features,
+        // whose vertices it inserts (after all real ones) without splatting anything into them.
+        if n % 4 != 0 {
+            var scratch = Geometry.Scratch(dimension: d)
+            var key = [Int32](repeating: 0, count: vertsPerPoint * d)
+            var unusedWeights = [Float](repeating: 0, count: vertsPerPoint)
+            let zero = [Float](repeating: 0, count: d)
+            zero.withUnsafeBufferPointer { z in
+                key.withUnsafeMutableBufferPointer { k in
+                    unusedWeights.withUnsafeMutableBufferPointer { w in
+                        geometry.locate(feature: z.baseAddress!, scratch: &scratch, keys: k.baseAddress!, weights: w.baseAddress!)
+                        for r in 0..<vertsPerPoint {
+                            let p = k.baseAddress! + r * d
+                            _ = table.findOrInsert(p, hash: VertexTable.hash(p, d))
+                        }
+                    }
+                }
+            }
+        }
+        let m = table.count
+        self.pointCount = n
+        self.dimension = d
+        self.vertexCount = m
+        self.neighbours = PermutohedralLattice.findNeighbours(table: table, vertexCount: m, dimension: d, threads: threads)
+        (self.splatStart, self.splatPoint, self.splatWeight) =
+            PermutohedralLattice.gatherIndex(offsets: offsets, weights: weights, points: n, vertexCount: m, dimension: d)
+        self.offsets = offsets
+        self.weights = weights
+    }
+
+    /// The vertex-major splat index: a counting sort of the (point, remainder) entries by vertex, stable in point
+    /// order, so that a gather adds the contributions in the order densecrf's scatter adds them.
+    private static func gatherIndex(offsets: [Int32], weights: [Float], points n: Int, vertexCount m: Int,
+                                    dimension d: Int) -> ([Int32], [Int32], [Float]) {
+        let vertsPerPoint = d + 1
+        var start = [Int32](repeating: 0, count: m + 1)
+        for o in offsets { start[Int(o)] += 1 }     // offsets are vertex + 1: counts land one slot up
+        for v in 0..<m { start[v + 1] += start[v] }
+        var cursor = Array(start[0..<m])
+        var point = [Int32](repeating: 0, count: offsets.count)
+        var weight = [Float](repeating: 0, count: offsets.count)
+        for i in 0..<n {
+            for r in 0..<vertsPerPoint {
+                let e = i * vertsPerPoint + r
+                let v = Int(offsets[e]) - 1
+                let slot = Int(cursor[v])
+                cursor[v] += 1
+                point[slot] = Int32(i)
+                weight[slot] = weights[e]
+            }
+        }
+        return (start, point, weight)
+    }
+
+    /// For each axis j and vertex x, the vertices x ∓ u_j: coordinate j moves by ±d and every other of the d stored
+    /// coordinates by ∓1 (the (d+1)-th coordinate is implied by Σx = 0). Lookups only, so the vertices split over threads.
+    private static func findNeighbours(table: VertexTable, vertexCount m: Int, dimension d: Int, threads: Int) -> [Int32] {
+        var result = [Int32](repeating: 0, count: 2 * (d + 1) * m)
+        result.withUnsafeMutableBufferPointer { out in
+          table.withKeys { allKeys in
+            parallelRanges(m, threads: threads, minimum: 4096) { range in
+                var n1 = [Int32](repeating: 0, count: d)
+                var n2 = [Int32](repeating: 0, count: d)
+                n1.withUnsafeMutableBufferPointer { a in
+                    n2.withUnsafeMutableBufferPointer { b in
+                        for v in range {
+                            let key = allKeys + v * d
+                            for j in 0...d {
+                                for k in 0..<d {
+                                    a[k] = key[k] - 1
+                                    b[k] = key[k] + 1
+                                }
+                                if j < d {
+                                    a[j] = key[j] + Int32(d)
+                                    b[j] = key[j] - Int32(d)
+                                }
+                                let e = 2 * (j * m + v)
+                                out[e] = table.find(a.baseAddress!, hash: VertexTable.hash(a.baseAddress!, d)) + 1
+                                out[e + 1] = table.find(b.baseAddress!, hash: VertexTable.hash(b.baseAddress!, d)) + 1
+                            }
+                        }
+                    }
+                }
+            }
+          }
+        }
+        return result
+    }
+
+    /// The number of channels `filter` handles per splat–blur–slice pass, so that the two value buffers stay
+    /// within `maxValueBufferBytes` (and at least 1).
+    public static func channelsPerPass(vertexCount m: Int, channels c: Int, maxValueBufferBytes: Int = 256 << 20) -> Int {
+        let perChannel = 2 * (m + 1) * MemoryLayout<Float>.stride
+        return max(1, min(c, maxValueBufferBytes / max(perChannel, 1)))
+    }
+
+    /// The filtered values `α Σ weight · blur(splat(values))`, N × C point-major in and out, blurring the axes in
+    /// the order 0…d (densecrf's `compute(..., reverse = false)`). Bit-identical for any `threads`.
+    public func filter(_ values: [Float], channels c: Int, threads: Int = 1) -> [Float] {
+        precondition(values.count == pointCount * c,
+                     "PermutohedralLattice.filter: \(values.count) values, expected N × C = \(pointCount) × \(c)")
+        var out = [Float](repeating: 0, count: values.count)
+        values.withUnsafeBufferPointer { input in
+            out.withUnsafeMutableBufferPointer { output in
+                var workspace = Workspace(lattice: self, channels: c)
+                filter(input: input.baseAddress!, stride: c, channels: 0..<c, workspace: &workspace, threads: threads) {
+                    rows, sliced, width, channelOffset in
+                    for local in 0..<rows.count {
+                        let i = rows.lowerBound + local
+                        let dst = output.baseAddress! + i * c + channelOffset
+                        let src = sliced + local * width
+                        for k in 0..<width { dst[k] = src[k] }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// The two value buffers and a slice scratch, reusable across calls (one filter at a time).
+    struct Workspace {
+        var width: Int
+        var a: [Float]
+        var b: [Float]
+        init(lattice: PermutohedralLattice, channels: Int) {
+            width = PermutohedralLattice.channelsPerPass(vertexCount: lattice.vertexCount, channels: channels)
+            a = [Float](repeating: 0, count: (lattice.vertexCount + 1) * width)
+            b = a
+        }
+    }
+
+    /// Splat–blur–slice of the channels `channels` of `input` (N rows of `stride` floats), in passes of at most
+    /// `workspace.width` channels. The slice hands each thread's pixel block to `consume(rows, sliced, width, c0)`:
+    /// `sliced` holds rows.count × width filtered values (pixel-major) for channels c0 ..< c0 + width. `consume`
+    /// runs concurrently for disjoint row ranges.
+    func filter(input: UnsafePointer<Float>, stride: Int, channels: Range<Int>, workspace: inout Workspace, threads: Int,
+                consume: (Range<Int>, UnsafePointer<Float>, Int, Int) -> Void) {
+        let d = dimension, m = vertexCount, n = pointCount, vpp = d + 1
+        // densecrf takes its scalar path for ≤ 2 channels, which slices as (w·v)·α; the SSE path uses (w·α)·v.
+        let scalarOrder = channels.count <= 2
+        let alpha: Float = 1 / (1 + powf(2, -Float(d)))
+        var c0 = channels.lowerBound
+        while c0 < channels.upperBound {
+            let width = min(workspace.width, channels.upperBound - c0)
+            let pass = c0
+            workspace.a.withUnsafeMutableBufferPointer { bufA in
+                workspace.b.withUnsafeMutableBufferPointer { bufB in
+                    var current = bufA.baseAddress!
+                    var next = bufB.baseAddress!
+                    for k in 0..<width { current[k] = 0; next[k] = 0 }   // row 0: the absent vertex
+                    // Splat as a gather over vertex ranges balanced by contribution count.
+                    splatStart.withUnsafeBufferPointer { start in
+                        splatPoint.withUnsafeBufferPointer { point in
+                            splatWeight.withUnsafeBufferPointer { weight in
+                                let dst = current
+                                parallelRanges(m, threads: threads, minimum: 2048) { range in
+                                    for v in range {
+                                        let row = dst + (v + 1) * width
+                                        for k in 0..<width { row[k] = 0 }
+                                        for e in Int(start[v])..<Int(start[v + 1]) {
+                                            let w = weight[e]
+                                            let src = input + Int(point[e]) * stride + pass
+                                            for k in 0..<width { row[k] += w * src[k] }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    // Blur along axes 0…d, swapping buffers after each.
+                    neighbours.withUnsafeBufferPointer { nb in
+                        for j in 0...d {
+                            let old = UnsafePointer(current), new = next
+                            let axis = nb.baseAddress! + 2 * j * m
+                            parallelRanges(m, threads: threads, minimum: 4096) { range in
+                                for v in range {
+                                    let o = old + (v + 1) * width
+                                    let n1 = old + Int(axis[2 * v]) * width
+                                    let n2 = old + Int(axis[2 * v + 1]) * width
+                                    let dst = new + (v + 1) * width
+                                    for k in 0..<width { dst[k] = o[k] + 0.5 * (n1[k] + n2[k]) }
+                                }
+                            }
+                            swap(&current, &next)
+                        }
+                    }
+                    // Slice over pixel ranges, in blocks so the scratch stays small.
+                    let blurred = UnsafePointer(current)
+                    offsets.withUnsafeBufferPointer { offs in
+                        weights.withUnsafeBufferPointer { wts in
+                            parallelRanges(n, threads: threads, minimum: 1024) { range in
+                                let block = 256
+                                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: block * width)
+                                defer { scratch.deallocate() }
+                                var lo = range.lowerBound
+                                while lo < range.upperBound {
+                                    let hi = min(lo + block, range.upperBound)
+                                    for i in lo..<hi {
+                                        let acc = scratch + (i - lo) * width
+                                        for k in 0..<width { acc[k] = 0 }
+                                        for r in 0..<vpp {
+                                            let src = blurred + Int(offs[i * vpp + r]) * width
+                                            let w = wts[i * vpp + r]
+                                            if scalarOrder {
+                                                for k in 0..<width { acc[k] += w * src[k] * alpha }
+                                            } else {
+                                                let wa = w * alpha
+                                                for k in 0..<width { acc[k] += wa * src[k] }
+                                            }
+                                        }
+                                    }
+                                    consume(lo..<hi, scratch, width, pass)
+                                    lo = hi
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            c0 += width
+        }
+    }
+}
+
+/// Elevation, rounding, ranking and barycentric weights of one feature vector (densecrf's SSE `init`, one lane).
+struct Geometry: Sendable {
+    let d: Int
+    /// s_k = √(2/3)(d+1) / √((k+1)(k+2)), rounded to Float as densecrf does (computed in double).
+    let scale: [Float]
+    /// canonical[r(d+1) + i]: the i-th coordinate of the remainder-r vertex of the canonical simplex.
+    let canonical: [Int32]
+
+    init(dimension d: Int) {
+        self.d = d
+        let invStdDev = Float(sqrt(2.0 / 3.0) * Double(d + 1))
+        scale = (0..<d).map { i in Float(1.0 / sqrt(Double((i + 2) * (i + 1))) * Double(invStdDev)) }
+        var c = [Int32](repeating: 0, count: (d + 1) * (d + 1))
+        for r in 0...d {
+            for j in 0...d { c[r * (d + 1) + j] = j <= d - r ? Int32(r) : Int32(r - (d + 1)) }
+        }
+        canonical = c
+    }
+
+    struct Scratch {
+        var elevated: [Float]
+        var rem0: [Float]
+        var rank: [Int32]
+        var bary: [Float]
+        init(dimension d: Int) {
+            elevated = [Float](repeating: 0, count: d + 1)
+            rem0 = elevated
+            rank = [Int32](repeating: 0, count: d + 1)
+            bary = [Float](repeating: 0, count: d + 2)
+        }
+    }
+
+    /// Writes the d+1 vertex keys (each d Int32, remainder order) and barycentric weights of `feature`.
+    @inline(__always)
+    func locate(feature f: UnsafePointer<Float>, scratch s: inout Scratch, keys: UnsafeMutablePointer<Int32>,
+                weights: UnsafeMutablePointer<Float>) {
+        let dp1 = Float(d + 1)
+        let down: Float = 1 / dp1
+        // Elevate: y = E f, accumulated from the last coordinate down (sm = Σ_{k ≥ j} s_k f_k).
+        var sm: Float = 0
+        var j = d
+        while j > 0 {
+            let cf = f[j - 1] * scale[j - 1]
+            s.elevated[j] = sm - Float(j) * cf
+            sm += cf
+            j -= 1
+        }
+        s.elevated[0] = sm
+        // Nearest remainder-0 point: round y/(d+1) to the nearest integer, ties to even (SSE cvtps2dq).
+        var sum: Float = 0
+        for i in 0...d {
+            let v = (down * s.elevated[i]).rounded(.toNearestOrEven)
+            s.rem0[i] = v * dp1
+            sum += v
+        }
+        // Rank of each residual in decreasing order (ties: the later coordinate ranks lower).
+        for i in 0...d { s.rank[i] = 0 }
+        for i in 0..<d {
+            let di = s.elevated[i] - s.rem0[i]
+            for k in (i + 1)...d {
+                if di < s.elevated[k] - s.rem0[k] { s.rank[i] += 1 } else { s.rank[k] += 1 }
+            }
+        }
+        // Bring the point back onto the plane if the rounded coordinates do not sum to 0.
+        let shift = Int32(sum)
+        for i in 0...d {
+            s.rank[i] += shift
+            if s.rank[i] < 0 {
+                s.rank[i] += Int32(d + 1); s.rem0[i] += dp1
+            } else if s.rank[i] >= Int32(d + 1) {
+                s.rank[i] -= Int32(d + 1); s.rem0[i] -= dp1
+            }
+        }
+        // Barycentric coordinates (Adams et al. p. 10).
+        for i in 0...(d + 1) { s.bary[i] = 0 }
+        for i in 0...d {
+            let v = (s.elevated[i] - s.rem0[i]) * down
+            let p = d - Int(s.rank[i])
+            s.bary[p] += v
+            s.bary[p + 1] -= v
+        }
+        s.bary[0] += 1 + s.bary[d + 1]
+        for r in 0...d {
+            let key = keys + r * d
+            for i in 0..<d { key[i] = Int32(s.rem0[i]) + canonical[r * (d + 1) + Int(s.rank[i])] }
+            weights[r] = s.bary[r]
+        }
+    }
+}
+
+/// An open-addressing hash table of lattice keys (d Int32 coordinates) numbering them in insertion order.
+struct VertexTable: @unchecked Sendable {
+    let keySize: Int
+    private(set) var count = 0
+    private var keys: [Int32]
+    private var slots: [Int32]      // vertex index or −1
+    private var mask: Int
+
+    init(keySize: Int, expected: Int) {
+        self.keySize = keySize
+        var capacity = 16
+        while capacity < 2 * expected { capacity <<= 1 }
+        slots = [Int32](repeating: -1, count: capacity)
+        mask = capacity - 1
+        keys = []
+        keys.reserveCapacity(expected * keySize)
+    }
+
+    @inline(__always)
+    static func hash(_ k: UnsafePointer<Int32>, _ n: Int) -> UInt64 {
+        var h: UInt64 = 0x9E37_79B9_7F4A_7C15
+        for i in 0..<n {
+            h = (h ^ UInt64(UInt32(bitPattern: k[i]))) &* 0x100_0000_01B3
+            h ^= h >> 29
+        }
+        return h &* 0xBF58_476D_1CE4_E5B9
+    }
+
+    /// Calls `body` with the flat key array (vertex v's key at `v * keySize`).
+    func withKeys<R>(_ body: (UnsafePointer<Int32>) -> R) -> R { keys.withUnsafeBufferPointer { body($0.baseAddress!) } }
+
+    @inline(__always)
+    private func matches(_ v: Int, _ k: UnsafePointer<Int32>) -> Bool {
+        keys.withUnsafeBufferPointer { all in
+            let base = all.baseAddress! + v * keySize
+            for i in 0..<keySize where base[i] != k[i] { return false }
+            return true
+        }
+    }
+
+    /// The vertex with key `k`, or −1.
+    func find(_ k: UnsafePointer<Int32>, hash: UInt64) -> Int32 {
+        var h = Int(truncatingIfNeeded: hash >> 16) & mask
+        while true {
+            let e = slots[h]
+            if e < 0 { return -1 }
+            if matches(Int(e), k) { return e }
+            h = (h + 1) & mask
+        }
+    }
+
+    /// The vertex with key `k`, inserting it (as number `count`) if new.
+    mutating func findOrInsert(_ k: UnsafePointer<Int32>, hash: UInt64) -> Int32 {
+        if 2 * (count + 1) > slots.count { grow() }
+        var h = Int(truncatingIfNeeded: hash >> 16) & mask
+        while true {
+            let e = slots[h]
+            if e < 0 {
+                let v = Int32(count)
+                slots[h] = v
+                keys.append(contentsOf: UnsafeBufferPointer(start: k, count: keySize))
+                count += 1
+                return v
+            }
+            if matches(Int(e), k) { return e }
+            h = (h + 1) & mask
+        }
+    }
+
+    private mutating func grow() {
+        let capacity = slots.count * 2
+        slots = [Int32](repeating: -1, count: capacity)
+        mask = capacity - 1
+        keys.withUnsafeBufferPointer { all in
+            for v in 0..<count {
+                var h = Int(truncatingIfNeeded: VertexTable.hash(all.baseAddress! + v * keySize, keySize) >> 16) & mask
+                while slots[h] >= 0 { h = (h + 1) & mask }
+                slots[h] = Int32(v)
+            }
+        }
+    }
+}
+
+/// Runs `body` over `count` items split into `threads` contiguous ranges (fewer when there are under `minimum`
+/// items per range). Each item is processed as in a serial loop, so results never depend on `threads`.
+@inline(__always)
+func parallelRanges(_ count: Int, threads: Int, minimum: Int = 1, _ body: (Range<Int>) -> Void) {
+    let parts = max(1, min(threads, count / max(minimum, 1)))
+    if parts == 1 { if count > 0 { body(0..<count) }; return }
+    DispatchQueue.concurrentPerform(iterations: parts) { p in
+        body((p * count / parts)..<((p + 1) * count / parts))
+    }
+}
