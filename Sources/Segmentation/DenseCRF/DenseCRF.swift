@@ -29,8 +29,8 @@ public struct DenseCRF: Sendable {
     /// Threads for building the lattices and for inference.
     public var threads: Int
 
-    /// −U, pixel-major N × L (zero until a unary is set, as densecrf).
-    private var negUnary: [Float]
+    /// −U, pixel-major in rows of ⌈L/4⌉ SIMD4 vectors (pad lanes zero; zero until a unary is set, as densecrf).
+    private var negUnary: [F4]
     private var terms: [PairwiseTerm] = []
 
     /// One Potts term: its lattice, D^{−½} per pixel and the weight w.
@@ -55,7 +55,7 @@ public struct DenseCRF: Sendable {
             throw DenseCRFError.invalidParameter(name: "threads", value: "\(threads)", requirement: "at least 1")
         }
         (self.width, self.height, self.labels, self.threads) = (width, height, labels, threads)
-        negUnary = [Float](repeating: 0, count: width * height * labels)
+        negUnary = [F4](repeating: .zero, count: width * height * (PermutohedralLattice.paddedWidth(labels) / 4))
     }
 
     // MARK: Unary
@@ -66,11 +66,13 @@ public struct DenseCRF: Sendable {
         guard energy.count == l * n else {
             throw DenseCRFError.shapeMismatch(what: "the unary energy", expected: "\(l) × \(height) × \(width)", actual: energy.count)
         }
+        let stride = PermutohedralLattice.paddedWidth(l)
         energy.withUnsafeBufferPointer { u in
             negUnary.withUnsafeMutableBufferPointer { out in
-                let src = u.baseAddress!, dst = out.baseAddress!
+                let src = u.baseAddress!
+                let dst = UnsafeMutableRawPointer(out.baseAddress!).assumingMemoryBound(to: Float.self)
                 parallelRanges(n, threads: threads, minimum: 4096) { range in
-                    for i in range { for k in 0..<l { dst[i * l + k] = -src[k * n + i] } }
+                    for i in range { for k in 0..<l { dst[i * stride + k] = -src[k * n + i] } }
                 }
             }
         }
@@ -173,58 +175,77 @@ public struct DenseCRF: Sendable {
         return out
     }
 
-    /// Q pixel-major (N × L), the internal layout.
+    /// Q pixel-major (N × L). Per iteration: (1) each term's filter, its vector groups on the threads, adding
+    /// w·K̃Q into `acc` (the first term starts from −U); (2) per pixel over the threads: Q = softmax(acc) and each
+    /// term's next input Q·D^{−½}. Rows are padded to whole SIMD4 vectors (pad lanes are zero or never read).
     func inferencePixelMajor(iterations: Int) -> [Float] {
         let n = pixelCount, l = labels, threads = self.threads
+        let vectors = PermutohedralLattice.paddedWidth(l) / 4, stride = 4 * vectors
         var q = [Float](repeating: 0, count: n * l)
-        negUnary.withUnsafeBufferPointer { nu in
-            q.withUnsafeMutableBufferPointer { qb in
-                let negU = nu.baseAddress!, qp = qb.baseAddress!
-                parallelRanges(n, threads: threads, minimum: 2048) { range in
-                    for i in range { softmax(negU + i * l, into: qp + i * l, count: l) }
+        var acc = [F4](repeating: .zero, count: n * vectors)
+        // Each term's input Q·D^{−½} (pad lanes zero).
+        let inputs = terms.map { _ in UnsafeMutablePointer<F4>.allocate(capacity: n * vectors) }
+        for input in inputs { input.initialize(repeating: .zero, count: n * vectors) }
+        defer { for input in inputs { input.deallocate() } }
+        var workspaces = terms.map { PermutohedralLattice.Workspace(lattice: $0.lattice, vectors: vectors, threads: threads) }
+        let norms = terms.map(\.normalization)
+
+        /// Q = softmax(x) for the pixels `range` (x: rows of `stride` floats), then either Q into `q` (the result)
+        /// or Q·D^{−½} into each term's input (densecrf: `in * norm_.asDiagonal()`).
+        func update(_ x: UnsafePointer<Float>, final: Bool, _ qp: UnsafeMutablePointer<Float>,
+                    _ inputs: [UnsafeMutablePointer<Float>], _ normPointers: [UnsafePointer<Float>], range: Range<Int>) {
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: l) { tmp in
+                let t = tmp.baseAddress!
+                for i in range {
+                    if final {
+                        softmax(x + i * stride, into: qp + i * l, count: l)
+                        continue
+                    }
+                    softmax(x + i * stride, into: t, count: l)
+                    for (input, norm) in zip(inputs, normPointers) {
+                        let s = norm[i], row = input + i * stride
+                        for k in 0..<l { row[k] = t[k] * s }
+                    }
                 }
-                if terms.isEmpty || iterations == 0 { return }
-                var scaled = [Float](repeating: 0, count: n * l)
-                var acc = [Float](repeating: 0, count: n * l)
-                var workspaces = terms.map { PermutohedralLattice.Workspace(lattice: $0.lattice, channels: l) }
-                scaled.withUnsafeMutableBufferPointer { sb in
-                    acc.withUnsafeMutableBufferPointer { ab in
-                        let sp = sb.baseAddress!, ap = ab.baseAddress!
-                        for _ in 0..<iterations {
-                            for (t, term) in terms.enumerated() {
-                                let first = t == 0, last = t == terms.count - 1
-                                let w = term.weight
-                                term.normalization.withUnsafeBufferPointer { nb in
-                                    let norm = nb.baseAddress!
-                                    // The kernel's input Q·D^{−½} (densecrf: `in * norm_.asDiagonal()`).
-                                    parallelRanges(n, threads: threads, minimum: 4096) { range in
-                                        for i in range {
-                                            let s = norm[i]
-                                            for k in 0..<l { sp[i * l + k] = qp[i * l + k] * s }
-                                        }
-                                    }
-                                    var fusedSoftmax = last
-                                    term.lattice.filter(input: UnsafePointer(sp), stride: l, channels: 0..<l,
-                                                        workspace: &workspaces[t], threads: threads) { rows, sliced, width, c0 in
-                                        // acc = (first ? −U : acc) + w·(sliced·D^{−½}); the last term's slice
-                                        // finishes each pixel, so its softmax follows at once when all labels
-                                        // were filtered in one pass.
-                                        let wholeRow = width == l
+            }
+        }
+
+        do {
+            withPointers(norms) { normPointers in
+                let floatInputs = inputs.map { UnsafeMutableRawPointer($0).assumingMemoryBound(to: Float.self) }
+                negUnary.withUnsafeBufferPointer { nu in
+                    q.withUnsafeMutableBufferPointer { qb in
+                        acc.withUnsafeMutableBufferPointer { ab in
+                            let negU = nu.baseAddress!, qp = qb.baseAddress!, ap = ab.baseAddress!
+                            let negUFloats = UnsafeRawPointer(negU).assumingMemoryBound(to: Float.self)
+                            let accFloats = UnsafeRawPointer(ap).assumingMemoryBound(to: Float.self)
+                            let done = terms.isEmpty || iterations == 0
+                            parallelRanges(n, threads: threads, minimum: 1024) { range in
+                                update(negUFloats, final: done, qp, floatInputs, normPointers, range: range)
+                            }
+                            if done { return }
+                            for it in 0..<iterations {
+                                for (t, term) in terms.enumerated() {
+                                    let w = F4(repeating: term.weight), norm = normPointers[t]
+                                    let first = t == 0
+                                    term.lattice.filter(input: UnsafePointer(inputs[t]), inputVectors: vectors, channels: l,
+                                                        workspace: &workspaces[t]) { rows, sliced, group in
+                                        // acc = (first ? −U : acc) + w·(sliced·D^{−½}): densecrf's
+                                        // `out * norm_.asDiagonal()`, `−w·out`, `tmp1 −= out`, in that order.
+                                        let vn = group.count
                                         for i in rows {
-                                            let src = sliced + (i - rows.lowerBound) * width
-                                            let base = (first ? negU : UnsafePointer(ap)) + i * l + c0
-                                            let dst = ap + i * l + c0
-                                            let s = norm[i]
-                                            for k in 0..<width { dst[k] = base[k] + w * (src[k] * s) }
-                                            if last && wholeRow { softmax(UnsafePointer(ap + i * l), into: qp + i * l, count: l) }
+                                            let src = sliced + (i - rows.lowerBound) * vn
+                                            let row = i * vectors + group.lowerBound
+                                            let base = first ? negU + row : UnsafePointer(ap + row)
+                                            let dst = ap + row
+                                            let s = F4(repeating: norm[i])
+                                            for k in 0..<vn { dst[k] = base[k] + w * (src[k] * s) }
                                         }
                                     }
-                                    if workspaces[t].width < l { fusedSoftmax = false }
-                                    if last && !fusedSoftmax {
-                                        parallelRanges(n, threads: threads, minimum: 2048) { range in
-                                            for i in range { softmax(UnsafePointer(ap + i * l), into: qp + i * l, count: l) }
-                                        }
-                                    }
+                                }
+                                let final = it == iterations - 1
+                                parallelRanges(n, threads: threads, minimum: 1024) { range in
+                                    update(accFloats, final: final, qp, floatInputs, normPointers, range: range)
                                 }
                             }
                         }
@@ -253,18 +274,13 @@ public struct DenseCRF: Sendable {
     }
 }
 
-/// out = exp(x − max x) / Σ exp(x − max x) (densecrf's `expAndNormalize`: division by the sum, not a reciprocal).
-@inline(__always)
-func softmax(_ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, count l: Int) {
-    var m = x[0]
-    for k in 1..<max(l, 1) where x[k] > m { m = x[k] }
-    var sum: Float = 0
-    for k in 0..<l {
-        let e = expf(x[k] - m)
-        out[k] = e
-        sum += e
+/// Calls `body` with the base addresses of `arrays`.
+private func withPointers<R>(_ arrays: [[Float]], _ body: ([UnsafePointer<Float>]) -> R) -> R {
+    func step(_ index: Int, _ acc: [UnsafePointer<Float>]) -> R {
+        if index == arrays.count { return body(acc) }
+        return arrays[index].withUnsafeBufferPointer { step(index + 1, acc + [$0.baseAddress!]) }
     }
-    for k in 0..<l { out[k] /= sum }
+    return step(0, [])
 }
 
 // MARK: - Convenience

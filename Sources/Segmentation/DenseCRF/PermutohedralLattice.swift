@@ -19,23 +19,14 @@ import Foundation
 /// 3. **Slice.** `out_i = α Σ_vertices weight · values[vertex]`, α = 1/(1 + 2⁻ᵈ).
 ///
 /// Vertices are numbered in first-insertion order (pixel order, then the d+1 vertices of each pixel in remainder
-/// order), as densecrf's hash table numbers them. The order does not change the filter's mathematics, but it
-/// fixes the order in which contributions are summed, so this implementation reproduces densecrf's sums term by
-/// term: splat adds each vertex's contributions in increasing pixel order, slice adds a pixel's d+1 vertices in
-/// remainder order, blur adds the two neighbours before adding the centre. (densecrf's SSE `init` also pads N to a
-/// multiple of 4 with all-zero features and inserts their vertices after the real ones; they carry no value but take
-/// part in the blur, so `init` inserts them too.)
+/// order), as densecrf's hash table numbers them. The order does not change the filter's mathematics, but it fixes
+/// the order in which contributions are summed, and with it `filter` reproduces densecrf's sums term by term (see
+/// `LatticeFilter.swift`). densecrf's SSE `init` also pads N to a multiple of 4 with all-zero features and inserts
+/// their vertices after the real ones; they carry no value but take part in the blur, so `init` inserts them too.
 ///
-/// **Threads.** The splat is computed as a *gather*: a vertex-major index (for each vertex, its (pixel, weight)
-/// contributions in pixel order) lets each thread own a range of vertices and sum exactly the terms a serial scatter
-/// would, in the same order. The blur splits each axis over vertex ranges and the slice over pixel ranges. Every
-/// output element is therefore computed by the same operations in the same order whatever the thread count, and the
-/// results are bit-identical for any `threads`.
-///
-/// **Memory.** Per point, d+1 vertex offsets (Int32) and weights (Float), and the same again for the gather index;
-/// per vertex, 2(d+1) neighbour indices (Int32). The values live in two (M+1) × C float buffers (row 0 is the
-/// absent neighbour, always zero); `filter` processes at most `maxChannelsPerPass` channels at once so that huge
-/// lattices stay within a bounded buffer.
+/// **Memory.** Per point, d+1 vertex offsets (Int32) and weights (Float): 8(d+1) bytes; per vertex, 2(d+1)
+/// neighbour indices (Int32). The hash table and keys exist only while building. A 1000 × 750 image's bilateral
+/// lattice (d = 5) takes 36 MB plus 48 bytes per vertex.
 public struct PermutohedralLattice: Sendable {
     /// N, the number of points (pixels).
     public let pointCount: Int
@@ -48,11 +39,6 @@ public struct PermutohedralLattice: Sendable {
     let offsets: [Int32]
     /// The matching barycentric weights; the d+1 weights of a point sum to 1.
     let weights: [Float]
-    /// Gather index for the splat: the contributions to vertex v are entries `splatStart[v] ..< splatStart[v+1]`
-    /// of `splatPoint`/`splatWeight`, in increasing point order.
-    let splatStart: [Int32]
-    let splatPoint: [Int32]
-    let splatWeight: [Float]
     /// Blur neighbours, +1-shifted (0 = no such vertex): for axis j and vertex v, `neighbours[2(jM + v)]` is
     /// x − u_j and `neighbours[2(jM + v) + 1]` is x + u_j.
     let neighbours: [Int32]
@@ -136,34 +122,8 @@ public struct PermutohedralLattice: Sendable {
         self.dimension = d
         self.vertexCount = m
         self.neighbours = PermutohedralLattice.findNeighbours(table: table, vertexCount: m, dimension: d, threads: threads)
-        (self.splatStart, self.splatPoint, self.splatWeight) =
-            PermutohedralLattice.gatherIndex(offsets: offsets, weights: weights, points: n, vertexCount: m, dimension: d)
         self.offsets = offsets
         self.weights = weights
-    }
-
-    /// The vertex-major splat index: a counting sort of the (point, remainder) entries by vertex, stable in point
-    /// order, so that a gather adds the contributions in the order densecrf's scatter adds them.
-    private static func gatherIndex(offsets: [Int32], weights: [Float], points n: Int, vertexCount m: Int,
-                                    dimension d: Int) -> ([Int32], [Int32], [Float]) {
-        let vertsPerPoint = d + 1
-        var start = [Int32](repeating: 0, count: m + 1)
-        for o in offsets { start[Int(o)] += 1 }     // offsets are vertex + 1: counts land one slot up
-        for v in 0..<m { start[v + 1] += start[v] }
-        var cursor = Array(start[0..<m])
-        var point = [Int32](repeating: 0, count: offsets.count)
-        var weight = [Float](repeating: 0, count: offsets.count)
-        for i in 0..<n {
-            for r in 0..<vertsPerPoint {
-                let e = i * vertsPerPoint + r
-                let v = Int(offsets[e]) - 1
-                let slot = Int(cursor[v])
-                cursor[v] += 1
-                point[slot] = Int32(i)
-                weight[slot] = weights[e]
-            }
-        }
-        return (start, point, weight)
     }
 
     /// For each axis j and vertex x, the vertices x ∓ u_j: coordinate j moves by ±d and every other of the d stored
@@ -199,140 +159,6 @@ public struct PermutohedralLattice: Sendable {
           }
         }
         return result
-    }
-
-    /// The number of channels `filter` handles per splat–blur–slice pass, so that the two value buffers stay
-    /// within `maxValueBufferBytes` (and at least 1).
-    public static func channelsPerPass(vertexCount m: Int, channels c: Int, maxValueBufferBytes: Int = 256 << 20) -> Int {
-        let perChannel = 2 * (m + 1) * MemoryLayout<Float>.stride
-        return max(1, min(c, maxValueBufferBytes / max(perChannel, 1)))
-    }
-
-    /// The filtered values `α Σ weight · blur(splat(values))`, N × C point-major in and out, blurring the axes in
-    /// the order 0…d (densecrf's `compute(..., reverse = false)`). Bit-identical for any `threads`.
-    public func filter(_ values: [Float], channels c: Int, threads: Int = 1) -> [Float] {
-        precondition(values.count == pointCount * c,
-                     "PermutohedralLattice.filter: \(values.count) values, expected N × C = \(pointCount) × \(c)")
-        var out = [Float](repeating: 0, count: values.count)
-        values.withUnsafeBufferPointer { input in
-            out.withUnsafeMutableBufferPointer { output in
-                var workspace = Workspace(lattice: self, channels: c)
-                filter(input: input.baseAddress!, stride: c, channels: 0..<c, workspace: &workspace, threads: threads) {
-                    rows, sliced, width, channelOffset in
-                    for local in 0..<rows.count {
-                        let i = rows.lowerBound + local
-                        let dst = output.baseAddress! + i * c + channelOffset
-                        let src = sliced + local * width
-                        for k in 0..<width { dst[k] = src[k] }
-                    }
-                }
-            }
-        }
-        return out
-    }
-
-    /// The two value buffers and a slice scratch, reusable across calls (one filter at a time).
-    struct Workspace {
-        var width: Int
-        var a: [Float]
-        var b: [Float]
-        init(lattice: PermutohedralLattice, channels: Int) {
-            width = PermutohedralLattice.channelsPerPass(vertexCount: lattice.vertexCount, channels: channels)
-            a = [Float](repeating: 0, count: (lattice.vertexCount + 1) * width)
-            b = a
-        }
-    }
-
-    /// Splat–blur–slice of the channels `channels` of `input` (N rows of `stride` floats), in passes of at most
-    /// `workspace.width` channels. The slice hands each thread's pixel block to `consume(rows, sliced, width, c0)`:
-    /// `sliced` holds rows.count × width filtered values (pixel-major) for channels c0 ..< c0 + width. `consume`
-    /// runs concurrently for disjoint row ranges.
-    func filter(input: UnsafePointer<Float>, stride: Int, channels: Range<Int>, workspace: inout Workspace, threads: Int,
-                consume: (Range<Int>, UnsafePointer<Float>, Int, Int) -> Void) {
-        let d = dimension, m = vertexCount, n = pointCount, vpp = d + 1
-        // densecrf takes its scalar path for ≤ 2 channels, which slices as (w·v)·α; the SSE path uses (w·α)·v.
-        let scalarOrder = channels.count <= 2
-        let alpha: Float = 1 / (1 + powf(2, -Float(d)))
-        var c0 = channels.lowerBound
-        while c0 < channels.upperBound {
-            let width = min(workspace.width, channels.upperBound - c0)
-            let pass = c0
-            workspace.a.withUnsafeMutableBufferPointer { bufA in
-                workspace.b.withUnsafeMutableBufferPointer { bufB in
-                    var current = bufA.baseAddress!
-                    var next = bufB.baseAddress!
-                    for k in 0..<width { current[k] = 0; next[k] = 0 }   // row 0: the absent vertex
-                    // Splat as a gather over vertex ranges balanced by contribution count.
-                    splatStart.withUnsafeBufferPointer { start in
-                        splatPoint.withUnsafeBufferPointer { point in
-                            splatWeight.withUnsafeBufferPointer { weight in
-                                let dst = current
-                                parallelRanges(m, threads: threads, minimum: 2048) { range in
-                                    for v in range {
-                                        let row = dst + (v + 1) * width
-                                        for k in 0..<width { row[k] = 0 }
-                                        for e in Int(start[v])..<Int(start[v + 1]) {
-                                            let w = weight[e]
-                                            let src = input + Int(point[e]) * stride + pass
-                                            for k in 0..<width { row[k] += w * src[k] }
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    // Blur along axes 0…d, swapping buffers after each.
-                    neighbours.withUnsafeBufferPointer { nb in
-                        for j in 0...d {
-                            let old = UnsafePointer(current), new = next
-                            let axis = nb.baseAddress! + 2 * j * m
-                            parallelRanges(m, threads: threads, minimum: 4096) { range in
-                                for v in range {
-                                    let o = old + (v + 1) * width
-                                    let n1 = old + Int(axis[2 * v]) * width
-                                    let n2 = old + Int(axis[2 * v + 1]) * width
-                                    let dst = new + (v + 1) * width
-                                    for k in 0..<width { dst[k] = o[k] + 0.5 * (n1[k] + n2[k]) }
-                                }
-                            }
-                            swap(&current, &next)
-                        }
-                    }
-                    // Slice over pixel ranges, in blocks so the scratch stays small.
-                    let blurred = UnsafePointer(current)
-                    offsets.withUnsafeBufferPointer { offs in
-                        weights.withUnsafeBufferPointer { wts in
-                            parallelRanges(n, threads: threads, minimum: 1024) { range in
-                                let block = 256
-                                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: block * width)
-                                defer { scratch.deallocate() }
-                                var lo = range.lowerBound
-                                while lo < range.upperBound {
-                                    let hi = min(lo + block, range.upperBound)
-                                    for i in lo..<hi {
-                                        let acc = scratch + (i - lo) * width
-                                        for k in 0..<width { acc[k] = 0 }
-                                        for r in 0..<vpp {
-                                            let src = blurred + Int(offs[i * vpp + r]) * width
-                                            let w = wts[i * vpp + r]
-                                            if scalarOrder {
-                                                for k in 0..<width { acc[k] += w * src[k] * alpha }
-                                            } else {
-                                                let wa = w * alpha
-                                                for k in 0..<width { acc[k] += wa * src[k] }
-                                            }
-                                        }
-                                    }
-                                    consume(lo..<hi, scratch, width, pass)
-                                    lo = hi
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            c0 += width
-        }
     }
 }
 
@@ -506,16 +332,5 @@ struct VertexTable: @unchecked Sendable {
                 slots[h] = Int32(v)
             }
         }
-    }
-}
-
-/// Runs `body` over `count` items split into `threads` contiguous ranges (fewer when there are under `minimum`
-/// items per range). Each item is processed as in a serial loop, so results never depend on `threads`.
-@inline(__always)
-func parallelRanges(_ count: Int, threads: Int, minimum: Int = 1, _ body: (Range<Int>) -> Void) {
-    let parts = max(1, min(threads, count / max(minimum, 1)))
-    if parts == 1 { if count > 0 { body(0..<count) }; return }
-    DispatchQueue.concurrentPerform(iterations: parts) { p in
-        body((p * count / parts)..<((p + 1) * count / parts))
     }
 }
