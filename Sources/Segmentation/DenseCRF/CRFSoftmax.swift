@@ -14,39 +14,39 @@ import Foundation
 /// * the division is elementwise (not a multiplication by the reciprocal).
 @inline(__always)
 func softmax(_ x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, count l: Int) {
-    var m = x[0]
-    for k in 1..<max(l, 1) where x[k] > m { m = x[k] }
     let packets = l / 4
-    let mv = F4(repeating: m)
+    var mv = F4(repeating: x[0])
+    for p in 0..<packets { mv = pointwiseMax(mv, UnsafeRawPointer(x + 4 * p).loadUnaligned(as: F4.self)) }
+    var m = mv.max()
+    for k in (4 * packets)..<l where x[k] > m { m = x[k] }
+    mv = F4(repeating: m)
+    var r0 = F4.zero, r1 = F4.zero
     for p in 0..<packets {
-        let v = F4(x[4 * p], x[4 * p + 1], x[4 * p + 2], x[4 * p + 3]) - mv
-        let e = ssePacketExp(v)
-        for k in 0..<4 { out[4 * p + k] = e[k] }
+        let e = ssePacketExp(UnsafeRawPointer(x + 4 * p).loadUnaligned(as: F4.self) - mv)
+        UnsafeMutableRawPointer(out + 4 * p).storeBytes(of: e, as: F4.self)
+        // Eigen's two accumulators: even packets into r₀, odd into r₁, except an odd last packet (added below).
+        if p < 2 * (packets / 2) {
+            if p % 2 == 0 { r0 = p == 0 ? e : r0 + e } else { r1 = p == 1 ? e : r1 + e }
+        }
     }
     for k in (4 * packets)..<l { out[k] = expf(x[k] - m) }
-
     var sum: Float
     if packets == 0 {
         sum = out[0]
         for k in 1..<max(l, 1) { sum += out[k] }
     } else {
-        @inline(__always) func packet(_ p: Int) -> F4 { F4(out[4 * p], out[4 * p + 1], out[4 * p + 2], out[4 * p + 3]) }
-        var r0 = packet(0)
-        if packets > 1 {
-            var r1 = packet(1)
-            var p = 2
-            while p < 2 * (packets / 2) {
-                r0 += packet(p)
-                r1 += packet(p + 1)
-                p += 2
-            }
-            r0 += r1
-            if packets % 2 == 1 { r0 += packet(packets - 1) }
-        }
+        if packets > 1 { r0 += r1 }
+        if packets % 2 == 1 { r0 = packets == 1 ? UnsafeRawPointer(out).loadUnaligned(as: F4.self)
+                                                : r0 + UnsafeRawPointer(out + 4 * (packets - 1)).loadUnaligned(as: F4.self) }
         sum = (r0[0] + r0[2]) + (r0[1] + r0[3])
         for k in (4 * packets)..<l { sum += out[k] }
     }
-    for k in 0..<l { out[k] /= sum }
+    let sv = F4(repeating: sum)
+    for p in 0..<packets {
+        let q = UnsafeRawPointer(out + 4 * p).loadUnaligned(as: F4.self) / sv
+        UnsafeMutableRawPointer(out + 4 * p).storeBytes(of: q, as: F4.self)
+    }
+    for k in (4 * packets)..<l { out[k] /= sum }
 }
 
 /// Eigen's `pexp<Packet4f>` (SSE2 branch): clamp to ±88.376…, n = ⌊x·log₂e + ½⌋, r = x − n·C₁ − n·C₂,

@@ -180,7 +180,7 @@ public struct DenseCRF: Sendable {
     /// term's next input Q·D^{−½}. Rows are padded to whole SIMD4 vectors (pad lanes are zero or never read).
     func inferencePixelMajor(iterations: Int) -> [Float] {
         let n = pixelCount, l = labels, threads = self.threads
-        let vectors = PermutohedralLattice.paddedWidth(l) / 4, stride = 4 * vectors
+        let vectors = PermutohedralLattice.paddedWidth(l) / 4
         var q = [Float](repeating: 0, count: n * l)
         var acc = [F4](repeating: .zero, count: n * vectors)
         // Each term's input Q·D^{−½} (pad lanes zero).
@@ -190,44 +190,54 @@ public struct DenseCRF: Sendable {
         var workspaces = terms.map { PermutohedralLattice.Workspace(lattice: $0.lattice, vectors: vectors, threads: threads) }
         let norms = terms.map(\.normalization)
 
-        /// Q = softmax(x) for the pixels `range` (x: rows of `stride` floats), then either Q into `q` (the result)
+        /// Q = softmax(x) for the pixels `range` (x: rows of `vectors` SIMD4), then either Q into `q` (the result)
         /// or Q·D^{−½} into each term's input (densecrf: `in * norm_.asDiagonal()`).
-        func update(_ x: UnsafePointer<Float>, final: Bool, _ qp: UnsafeMutablePointer<Float>,
-                    _ inputs: [UnsafeMutablePointer<Float>], _ normPointers: [UnsafePointer<Float>], range: Range<Int>) {
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: l) { tmp in
+        func update(_ x: UnsafePointer<F4>, final: Bool, _ qp: UnsafeMutablePointer<Float>,
+                    _ inputs: UnsafeBufferPointer<UnsafeMutablePointer<F4>>, _ normPointers: UnsafeBufferPointer<UnsafePointer<Float>>,
+                    range: Range<Int>) {
+            withUnsafeTemporaryAllocation(of: F4.self, capacity: vectors) { tmp in
                 let t = tmp.baseAddress!
+                t.initialize(repeating: .zero, count: vectors)      // pad lanes stay zero
+                let tf = UnsafeMutableRawPointer(t).assumingMemoryBound(to: Float.self)
                 for i in range {
+                    let xf = UnsafeRawPointer(x + i * vectors).assumingMemoryBound(to: Float.self)
                     if final {
-                        softmax(x + i * stride, into: qp + i * l, count: l)
+                        softmax(xf, into: qp + i * l, count: l)
                         continue
                     }
-                    softmax(x + i * stride, into: t, count: l)
+                    softmax(xf, into: tf, count: l)
                     for (input, norm) in zip(inputs, normPointers) {
-                        let s = norm[i], row = input + i * stride
-                        for k in 0..<l { row[k] = t[k] * s }
+                        let s = F4(repeating: norm[i]), row = input + i * vectors
+                        withConstantVectors(vectors) { vn in
+                            for k in 0..<vn { row[k] = t[k] * s }
+                        }
                     }
                 }
             }
         }
 
         do {
-            withPointers(norms) { normPointers in
-                let floatInputs = inputs.map { UnsafeMutableRawPointer($0).assumingMemoryBound(to: Float.self) }
+            withPointers(norms) { normPointerArray in
+              normPointerArray.withUnsafeBufferPointer { normPointers in
+              inputs.withUnsafeBufferPointer { inputPointers in
                 negUnary.withUnsafeBufferPointer { nu in
                     q.withUnsafeMutableBufferPointer { qb in
                         acc.withUnsafeMutableBufferPointer { ab in
                             let negU = nu.baseAddress!, qp = qb.baseAddress!, ap = ab.baseAddress!
-                            let negUFloats = UnsafeRawPointer(negU).assumingMemoryBound(to: Float.self)
-                            let accFloats = UnsafeRawPointer(ap).assumingMemoryBound(to: Float.self)
                             let done = terms.isEmpty || iterations == 0
                             parallelRanges(n, threads: threads, minimum: 1024) { range in
-                                update(negUFloats, final: done, qp, floatInputs, normPointers, range: range)
+                                update(negU, final: done, qp, inputPointers, normPointers, range: range)
                             }
                             if done { return }
                             for it in 0..<iterations {
+                                var fusedLast = false
                                 for (t, term) in terms.enumerated() {
                                     let w = F4(repeating: term.weight), norm = normPointers[t]
-                                    let first = t == 0
+                                    let first = t == 0, last = t == terms.count - 1, final = it == iterations - 1
+                                    // With one group covering the whole row (one thread), each block of pixels is
+                                    // complete after the last term's slice: update it at once, while it is in cache.
+                                    let fused = last && workspaces[t].rounds.count == 1 && workspaces[t].rounds[0].count == 1
+                                    if fused { fusedLast = true }
                                     term.lattice.filter(input: UnsafePointer(inputs[t]), inputVectors: vectors, channels: l,
                                                         workspace: &workspaces[t]) { rows, sliced, group in
                                         // acc = (first ? −U : acc) + w·(sliced·D^{−½}): densecrf's
@@ -241,16 +251,21 @@ public struct DenseCRF: Sendable {
                                             let s = F4(repeating: norm[i])
                                             for k in 0..<vn { dst[k] = base[k] + w * (src[k] * s) }
                                         }
+                                        if fused { update(UnsafePointer(ap), final: final, qp, inputPointers, normPointers, range: rows) }
                                     }
                                 }
-                                let final = it == iterations - 1
-                                parallelRanges(n, threads: threads, minimum: 1024) { range in
-                                    update(accFloats, final: final, qp, floatInputs, normPointers, range: range)
+                                if !fusedLast {
+                                    let final = it == iterations - 1
+                                    parallelRanges(n, threads: threads, minimum: 1024) { range in
+                                        update(UnsafePointer(ap), final: final, qp, inputPointers, normPointers, range: range)
+                                    }
                                 }
                             }
                         }
                     }
                 }
+              }
+              }
             }
         }
         return q
