@@ -57,7 +57,7 @@ public struct PermutohedralLattice: Sendable {
 
         var offsets = [Int32](repeating: 0, count: n * vertsPerPoint)
         var weights = [Float](repeating: 0, count: n * vertsPerPoint)
-        var table = VertexTable(keySize: d, expected: max(16, n))
+        let table = VertexTable(keySize: d, expected: max(16, n))
 
         // Elevation, rounding and ranking are independent per point: compute keys and weights for a block of
         // points in parallel, then insert the block's keys sequentially (first-insertion order). Blocks bound the
@@ -75,10 +75,11 @@ public struct PermutohedralLattice: Sendable {
                                 let count = min(blockSize, n - start)
                                 let s = start
                                 parallelRanges(count, threads: threads, minimum: 2048) { range in
-                                    var scratch = Geometry.Scratch(dimension: d)
+                                    let scratch = geometry.makeScratch()
+                                    defer { scratch.deallocate() }
                                     for b in range {
                                         let i = s + b
-                                        geometry.locate(feature: feat.baseAddress! + i * d, scratch: &scratch,
+                                        geometry.locate(feature: feat.baseAddress! + i * d, scratch: scratch,
                                                         keys: keys.baseAddress! + b * vertsPerPoint * d,
                                                         weights: wts.baseAddress! + i * vertsPerPoint)
                                         for r in 0..<vertsPerPoint {
@@ -101,14 +102,15 @@ public struct PermutohedralLattice: Sendable {
         // densecrf's SSE init processes points in groups of four and fills the last group with zero features,
         // whose vertices it inserts (after all real ones) without splatting anything into them.
         if n % 4 != 0 {
-            var scratch = Geometry.Scratch(dimension: d)
+            let scratch = geometry.makeScratch()
+            defer { scratch.deallocate() }
             var key = [Int32](repeating: 0, count: vertsPerPoint * d)
             var unusedWeights = [Float](repeating: 0, count: vertsPerPoint)
             let zero = [Float](repeating: 0, count: d)
             zero.withUnsafeBufferPointer { z in
                 key.withUnsafeMutableBufferPointer { k in
                     unusedWeights.withUnsafeMutableBufferPointer { w in
-                        geometry.locate(feature: z.baseAddress!, scratch: &scratch, keys: k.baseAddress!, weights: w.baseAddress!)
+                        geometry.locate(feature: z.baseAddress!, scratch: scratch, keys: k.baseAddress!, weights: w.baseAddress!)
                         for r in 0..<vertsPerPoint {
                             let p = k.baseAddress! + r * d
                             _ = table.findOrInsert(p, hash: VertexTable.hash(p, d))
@@ -181,22 +183,36 @@ struct Geometry: Sendable {
         canonical = c
     }
 
+    /// Per-thread working memory of `locate` (raw pointers: array accesses in this loop cost bounds and uniqueness
+    /// checks that dominated the build). Call `deallocate()` when done.
     struct Scratch {
-        var elevated: [Float]
-        var rem0: [Float]
-        var rank: [Int32]
-        var bary: [Float]
+        let elevated: UnsafeMutablePointer<Float>
+        let rem0: UnsafeMutablePointer<Float>
+        let bary: UnsafeMutablePointer<Float>
+        let rank: UnsafeMutablePointer<Int32>
+        let scale: UnsafeMutablePointer<Float>
+        let canonical: UnsafeMutablePointer<Int32>
         init(dimension d: Int) {
-            elevated = [Float](repeating: 0, count: d + 1)
-            rem0 = elevated
-            rank = [Int32](repeating: 0, count: d + 1)
-            bary = [Float](repeating: 0, count: d + 2)
+            elevated = .allocate(capacity: d + 1); rem0 = .allocate(capacity: d + 1); bary = .allocate(capacity: d + 2)
+            rank = .allocate(capacity: d + 1)
+            scale = .allocate(capacity: d); canonical = .allocate(capacity: (d + 1) * (d + 1))
         }
+        func deallocate() {
+            elevated.deallocate(); rem0.deallocate(); bary.deallocate(); rank.deallocate(); scale.deallocate()
+            canonical.deallocate()
+        }
+    }
+
+    func makeScratch() -> Scratch {
+        let s = Scratch(dimension: d)
+        for i in 0..<d { s.scale[i] = scale[i] }
+        for i in 0..<canonical.count { s.canonical[i] = canonical[i] }
+        return s
     }
 
     /// Writes the d+1 vertex keys (each d Int32, remainder order) and barycentric weights of `feature`.
     @inline(__always)
-    func locate(feature f: UnsafePointer<Float>, scratch s: inout Scratch, keys: UnsafeMutablePointer<Int32>,
+    func locate(feature f: UnsafePointer<Float>, scratch s: Scratch, keys: UnsafeMutablePointer<Int32>,
                 weights: UnsafeMutablePointer<Float>) {
         let dp1 = Float(d + 1)
         let down: Float = 1 / dp1
@@ -204,7 +220,7 @@ struct Geometry: Sendable {
         var sm: Float = 0
         var j = d
         while j > 0 {
-            let cf = f[j - 1] * scale[j - 1]
+            let cf = f[j - 1] * s.scale[j - 1]
             s.elevated[j] = sm - Float(j) * cf
             sm += cf
             j -= 1
@@ -246,28 +262,35 @@ struct Geometry: Sendable {
         s.bary[0] += 1 + s.bary[d + 1]
         for r in 0...d {
             let key = keys + r * d
-            for i in 0..<d { key[i] = Int32(s.rem0[i]) + canonical[r * (d + 1) + Int(s.rank[i])] }
+            for i in 0..<d { key[i] = Int32(s.rem0[i]) + s.canonical[r * (d + 1) + Int(s.rank[i])] }
             weights[r] = s.bary[r]
         }
     }
 }
 
-/// An open-addressing hash table of lattice keys (d Int32 coordinates) numbering them in insertion order.
-struct VertexTable: @unchecked Sendable {
+/// An open-addressing hash table of lattice keys (d Int32 coordinates) numbering them in insertion order. Raw storage
+/// (a class, so the neighbour search can share it read-only across threads).
+final class VertexTable: @unchecked Sendable {
     let keySize: Int
     private(set) var count = 0
-    private var keys: [Int32]
-    private var slots: [Int32]      // vertex index or −1
-    private var mask: Int
+    private var keys: UnsafeMutablePointer<Int32>
+    private var keyCapacity: Int
+    private var slots: UnsafeMutablePointer<Int32>      // vertex index or −1
+    private var capacity: Int
 
     init(keySize: Int, expected: Int) {
         self.keySize = keySize
-        var capacity = 16
+        capacity = 16
         while capacity < 2 * expected { capacity <<= 1 }
-        slots = [Int32](repeating: -1, count: capacity)
-        mask = capacity - 1
-        keys = []
-        keys.reserveCapacity(expected * keySize)
+        slots = .allocate(capacity: capacity)
+        slots.initialize(repeating: -1, count: capacity)
+        keyCapacity = max(16, expected)
+        keys = .allocate(capacity: keyCapacity * keySize)
+    }
+
+    deinit {
+        slots.deallocate()
+        keys.deallocate()
     }
 
     @inline(__always)
@@ -281,19 +304,18 @@ struct VertexTable: @unchecked Sendable {
     }
 
     /// Calls `body` with the flat key array (vertex v's key at `v * keySize`).
-    func withKeys<R>(_ body: (UnsafePointer<Int32>) -> R) -> R { keys.withUnsafeBufferPointer { body($0.baseAddress!) } }
+    func withKeys<R>(_ body: (UnsafePointer<Int32>) -> R) -> R { body(keys) }
 
     @inline(__always)
     private func matches(_ v: Int, _ k: UnsafePointer<Int32>) -> Bool {
-        keys.withUnsafeBufferPointer { all in
-            let base = all.baseAddress! + v * keySize
-            for i in 0..<keySize where base[i] != k[i] { return false }
-            return true
-        }
+        let base = keys + v * keySize
+        for i in 0..<keySize where base[i] != k[i] { return false }
+        return true
     }
 
     /// The vertex with key `k`, or −1.
     func find(_ k: UnsafePointer<Int32>, hash: UInt64) -> Int32 {
+        let mask = capacity - 1
         var h = Int(truncatingIfNeeded: hash >> 16) & mask
         while true {
             let e = slots[h]
@@ -304,15 +326,23 @@ struct VertexTable: @unchecked Sendable {
     }
 
     /// The vertex with key `k`, inserting it (as number `count`) if new.
-    mutating func findOrInsert(_ k: UnsafePointer<Int32>, hash: UInt64) -> Int32 {
-        if 2 * (count + 1) > slots.count { grow() }
+    func findOrInsert(_ k: UnsafePointer<Int32>, hash: UInt64) -> Int32 {
+        if 2 * (count + 1) > capacity { grow() }
+        let mask = capacity - 1
         var h = Int(truncatingIfNeeded: hash >> 16) & mask
         while true {
             let e = slots[h]
             if e < 0 {
+                if count == keyCapacity {
+                    let bigger = UnsafeMutablePointer<Int32>.allocate(capacity: 2 * keyCapacity * keySize)
+                    bigger.update(from: keys, count: count * keySize)
+                    keys.deallocate()
+                    keys = bigger
+                    keyCapacity *= 2
+                }
                 let v = Int32(count)
                 slots[h] = v
-                keys.append(contentsOf: UnsafeBufferPointer(start: k, count: keySize))
+                (keys + count * keySize).update(from: k, count: keySize)
                 count += 1
                 return v
             }
@@ -321,16 +351,16 @@ struct VertexTable: @unchecked Sendable {
         }
     }
 
-    private mutating func grow() {
-        let capacity = slots.count * 2
-        slots = [Int32](repeating: -1, count: capacity)
-        mask = capacity - 1
-        keys.withUnsafeBufferPointer { all in
-            for v in 0..<count {
-                var h = Int(truncatingIfNeeded: VertexTable.hash(all.baseAddress! + v * keySize, keySize) >> 16) & mask
-                while slots[h] >= 0 { h = (h + 1) & mask }
-                slots[h] = Int32(v)
-            }
+    private func grow() {
+        slots.deallocate()
+        capacity *= 2
+        slots = .allocate(capacity: capacity)
+        slots.initialize(repeating: -1, count: capacity)
+        let mask = capacity - 1
+        for v in 0..<count {
+            var h = Int(truncatingIfNeeded: VertexTable.hash(keys + v * keySize, keySize) >> 16) & mask
+            while slots[h] >= 0 { h = (h + 1) & mask }
+            slots[h] = Int32(v)
         }
     }
 }
