@@ -20,8 +20,13 @@ import Foundation
 /// `Float(x)/sxy`, the scaled input Q·D^{−½}, `acc + w·(sliced·D^{−½})` term by term, softmax with division by the
 /// sum), so Q matches pydensecrf to float rounding (exp and the sum order inside softmax differ from Eigen's).
 ///
-/// **Threads.** The lattices' splat, blur and slice and the per-pixel steps split over `threads`; Q is
-/// bit-identical for every thread count.
+/// **Threads.** Each term's splat, blur and slice split over `threads` by groups of SIMD4 label lanes (at most
+/// ⌈L/4⌉ busy threads), the softmax and input scaling by pixel ranges, the lattice build's elevation and neighbour
+/// search by pixel/vertex ranges (its hash insertion is sequential). Q is bit-identical for every thread count.
+///
+/// **Memory.** About 4 N·⌈L/4⌉·16 bytes of per-pixel buffers (−U, the sum, one input per term) plus Q, the lattices
+/// (8(d+1) bytes per pixel and 8(d+1) per vertex) and their value buffers (2(M+1)·⌈L/4⌉·16 bytes); measured peak
+/// RSS for a 1000 × 750 image, 21 labels, psa-label through `labels(...)`: 520 MB.
 public struct DenseCRF: Sendable {
     public let width: Int
     public let height: Int
