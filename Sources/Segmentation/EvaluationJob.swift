@@ -24,6 +24,20 @@ public struct EvaluationJob {
         return matrix
     }
 
+    /// The confusion matrix of a label set's map `map` over its non-ignored pixels, and the share of all pixels
+    /// it ignores (255).
+    public func countLabelMaps(_ set: ShardedDataset, map: String) throws -> (matrix: ConfusionMatrix, ignoredShare: Double) {
+        var matrix = ConfusionMatrix(classes: evaluation.labelNames.count)
+        var pixels: Int64 = 0, ignored: Int64 = 0
+        for i in world.share(evaluation.dataset.count) {
+            try evaluation.countLabelMap(i, set: set, map: map, into: &matrix, pixels: &pixels, ignored: &ignored)
+        }
+        world.allreduce(&matrix.counts)
+        var totals = [pixels, ignored]
+        world.allreduce(&totals)
+        return (matrix, Double(totals[1]) / Double(max(totals[0], 1)))
+    }
+
     /// One confusion matrix per threshold of the seeds made from `cams` over the whole dataset; with `seeds`, every
     /// image's label map at `seedThreshold` is also written there (each rank writes its own share).
     public func countCAMSeeds(_ cams: ShardedDataset, thresholds: [Double], seeds: URL? = nil,

@@ -25,6 +25,31 @@ public struct SegmentationEvaluation {
         matrix.add(groundTruth: truth, prediction: prediction.pixels)
     }
 
+    /// Counts the map `map` of image `position` from a label set (`crf-labels`, `cse`) over the pixels it does not
+    /// ignore (prediction 255 is left out, as pseudo-label quality is reported), and adds the image's pixels and
+    /// ignored pixels to `pixels` and `ignored`.
+    public func countLabelMap(_ position: Int, set: ShardedDataset, map: String, into matrix: inout ConfusionMatrix,
+                              pixels: inout Int64, ignored: inout Int64) throws {
+        let id = dataset.ids[position]
+        let setIndex = ShardIndex.url(directory: set.directory, name: set.index.name).path
+        guard set.contains(id) else { throw FileError(path: setIndex, what: "no label map for image \(id)") }
+        let prediction = try set.labelMap(id, name: map)
+        let truth = try truth(id, width: prediction.width, height: prediction.height, prediction: setIndex)
+        var keptTruth: [UInt8] = [], keptPrediction: [UInt8] = []
+        keptTruth.reserveCapacity(truth.count)
+        keptPrediction.reserveCapacity(truth.count)
+        for (t, p) in zip(truth, prediction.pixels) {
+            if p == 255 { ignored += 1; continue }
+            guard Int(p) < labelNames.count else {
+                throw FileError(path: setIndex, what: "\(id): label \(p) in map '\(map)' is not a class of the dataset (\(labelNames.count) labels)")
+            }
+            keptTruth.append(t)
+            keptPrediction.append(p)
+        }
+        pixels += Int64(truth.count)
+        matrix.add(groundTruth: keptTruth, prediction: keptPrediction)
+    }
+
     /// The decoded ground-truth mask of `id`, checked against the prediction's size.
     func truth(_ id: String, width: Int, height: Int, prediction: String) throws -> [UInt8] {
         guard let maskBytes = try dataset.locate(id).reader.mask(id) else {

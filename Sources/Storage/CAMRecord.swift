@@ -92,16 +92,6 @@ extension ShardedDataset {
 
     /// Opens a CAM set and checks that it was computed on `dataset` (same name, classes and ids).
     public static func cams(directory: URL, for dataset: ShardedDataset) throws -> ShardedDataset {
-        let indexPath = ShardIndex.url(directory: directory, name: CAMSetAttributes.name).path
-        guard FileManager.default.fileExists(atPath: indexPath) else {
-            throw FileError(path: indexPath, what: "no CAM index: infer-cam has not finished writing here (run it again with the same arguments to resume)")
-        }
-        let cams = try ShardedDataset(directory: directory, name: CAMSetAttributes.name)
-        let madeFor = cams.index.attributes[CAMSetAttributes.dataset] ?? "?"
-        guard madeFor == dataset.index.name,
-              cams.index.attributes[CAMSetAttributes.datasetFingerprint] == dataset.fingerprint else {
-            throw FileError(path: indexPath, what: "CAMs were computed on shard set '\(madeFor)' (fingerprint \(cams.index.attributes[CAMSetAttributes.datasetFingerprint] ?? "?")), not on '\(dataset.index.name)' of \(dataset.directory.path) (\(dataset.fingerprint))")
-        }
-        return cams
+        try output(directory: directory, name: CAMSetAttributes.name, for: dataset, made: "infer-cam")
     }
 }

@@ -16,14 +16,16 @@ struct EvalCommand: ParsableCommand {
         --type cam (default) reads the CAM set written by infer-cam (PREDICTIONS/cams-index.json) and makes seeds \
         with the constant background score --threshold (upstream's 0.46): argmax over (t, N_c…), ties to the lower \
         index. --sweep START:STOP:STEP scores every threshold in one pass over the data (upstream's --curve is \
-        0.30:0.60:0.01). --type png reads PREDICTIONS/<id>.png label maps (255 = ignore). Ground truth comes from \
+        0.30:0.60:0.01). --type png reads PREDICTIONS/<id>.png label maps (255 = ignore). --type labels reads a label \
+        set (crf-labels or cse output; --map names the map) and scores it as pseudo labels are reported: mIoU over \
+        the pixels it does not ignore, and the share of pixels it ignores. Ground truth comes from \
         the shards' masks; pixels with ground truth 255 are ignored. Prints the per-class table (upstream's \
         convention: mean over all classes; deeplab-pytorch's: over classes present) and writes the numbers as \
         JSON to --out. Under mpirun the images are split over the ranks and the counts summed, so the result does \
         not depend on the rank count.
         """)
 
-    enum PredictionType: String, ExpressibleByArgument, CaseIterable { case cam, png }
+    enum PredictionType: String, ExpressibleByArgument, CaseIterable { case cam, png, labels }
 
     @Option(help: "Folder of the dataset shards.")
     var data: String
@@ -34,8 +36,11 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Folder of the predictions: infer-cam's output (--type cam) or <id>.png label maps (--type png).")
     var predictions: String
 
-    @Option(help: "Prediction format: cam or png.")
+    @Option(help: "Prediction format: cam, png or labels.")
     var type: PredictionType = .cam
+
+    @Option(help: "The map of a label set to score (--type labels): la or ha for crf-labels, labels for cse. Default: the set's first.")
+    var map: String?
 
     @Option(help: "Background score of CAM seeds.")
     var threshold: Double = 0.46
@@ -62,7 +67,7 @@ struct EvalCommand: ParsableCommand {
         if let sweep, thresholdSweep(sweep) == nil {
             throw ValidationError("--sweep must be START:STOP:STEP with 0 ≤ START < STOP and STEP > 0; got '\(sweep)'")
         }
-        if type == .png, sweep != nil || seeds != nil || contactSheet != nil {
+        if type != .cam, sweep != nil || seeds != nil || contactSheet != nil {
             throw ValidationError("--sweep, --seeds and --contact-sheet need --type cam")
         }
         guard sheetImages >= 1 else { throw ValidationError("--sheet-images must be at least 1") }
@@ -74,6 +79,9 @@ struct EvalCommand: ParsableCommand {
         var threshold: Double?
         var result: EvaluationReport
         var sweep: [SweepPoint]?
+        /// --type labels: the map scored and the share of all pixels it ignores.
+        var map: String? = nil
+        var ignoredShare: Double? = nil
     }
 
     struct SweepPoint: Encodable {
@@ -93,6 +101,16 @@ struct EvalCommand: ParsableCommand {
         case .png:
             let matrix = try job.countPNGPredictions(in: folder)
             report = Report(type: "png", threshold: nil, result: EvaluationReport(matrix, names: evaluation.labelNames, images: dataset.count), sweep: nil)
+        case .labels:
+            guard let set = try labelSets(in: folder).first.map({ try ShardedDataset.output(directory: folder, name: $0, for: dataset, made: "crf-labels or cse") }) else {
+                throw FileError(path: folder.path, what: "no label set here (a crf-labels or cse output folder holds NAME-index.json)")
+            }
+            guard let name = map ?? set.labelMapNames.first, set.labelMapNames.contains(name) else {
+                throw ValidationError("--map \(map ?? "?"): the label set holds \(set.labelMapNames.joined(separator: ", "))")
+            }
+            let (matrix, ignoredShare) = try job.countLabelMaps(set, map: name)
+            report = Report(type: "labels", threshold: nil, result: EvaluationReport(matrix, names: evaluation.labelNames, images: dataset.count),
+                            sweep: nil, map: name, ignoredShare: ignoredShare)
         case .cam:
             let cams = try ShardedDataset.cams(directory: folder, for: dataset)
             let swept = sweep.flatMap(thresholdSweep) ?? []
@@ -113,6 +131,9 @@ struct EvalCommand: ParsableCommand {
         guard world.isRoot else { return }
         if let threshold = report.threshold { print(String(format: "seeds at background score %.2f", threshold)) }
         print(report.result.table)
+        if let share = report.ignoredShare, let map = report.map {
+            print(String(format: "map %@: %.2f%% of the pixels ignored (255), the table is over the rest", map, 100 * share))
+        }
         if let points = report.sweep, let best = points.max(by: { $0.meanIoU < $1.meanIoU }) {
             for point in points { print(String(format: "background score %.3f  mIoU %.3f%%", point.threshold, 100 * point.meanIoU)) }
             print(String(format: "best background score %.3f: mIoU %.3f%%", best.threshold, 100 * best.meanIoU))
@@ -121,5 +142,12 @@ struct EvalCommand: ParsableCommand {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let url = URL(fileURLWithPath: out ?? folder.appendingPathComponent("eval.json").path)
         try AtomicFile.write(try encoder.encode(report), to: url)
+    }
+
+    /// The label sets (index files of sets whose parts carry label maps) in `folder`, by name.
+    func labelSets(in folder: URL) throws -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+        return names.filter { $0.hasSuffix("-index.json") }.map { String($0.dropLast("-index.json".count)) }
+            .filter { $0 != CAMSetAttributes.name }.sorted()
     }
 }

@@ -17,13 +17,13 @@ struct PipelineCommand: ParsableCommand {
         split lists). The SP stages run when the file has a train-sp section; infer-cam-sp and eval-sp take the \
         infer-cam and eval sections' options unless they have their own. Outputs: RUN/synth, RUN/shards, \
         RUN/train-pc, RUN/cams-pc, RUN/eval-pc (eval.json, seeds/, contact-sheet.png), RUN/features, RUN/cluster, \
-        RUN/train-sp, RUN/cams-sp, RUN/eval-sp and RUN/manifest.json, which records each stage's commands and a stamp over them and \
+        RUN/train-sp, RUN/cams-sp, RUN/eval-sp, RUN/crf-labels (the la/ha maps) and RUN/manifest.json, which records each stage's commands and a stamp over them and \
         its inputs. A stage whose stamp is unchanged and whose outputs exist is skipped; an interrupted training \
         or inference stage resumes; --from STAGE redoes that stage and every later one.
         """)
 
     static let stageNames = ["synth", "ingest", "train-pc", "infer-cam", "eval",
-                             "extract-features", "cluster", "train-sp", "infer-cam-sp", "eval-sp"]
+                             "extract-features", "cluster", "train-sp", "infer-cam-sp", "eval-sp", "crf-labels"]
 
     @Option(help: "The pipeline's YAML file.")
     var config: String
@@ -132,6 +132,11 @@ struct PipelineCommand: ParsableCommand {
         list.append(inference("sp", trained: "train-sp", model: spModel, extra: ["--k", k],
                               section: file.sections["infer-cam-sp"] != nil ? "infer-cam-sp" : "infer-cam"))
         list.append(evaluation("sp", section: file.sections["eval-sp"] != nil ? "eval-sp" : "eval"))
+        // The la/ha maps AffinityNet trains on (spec §7.3), from the SP CAMs.
+        list.append(Stage(name: "crf-labels", inputs: ["infer-cam-sp"], outputs: ["crf-labels"], resumable: true) {
+            [["crf-labels", "--data", path("shards"), "--split", split, "--cams", path("cams-sp"), "--out", path("crf-labels")]
+                + file.arguments("crf-labels")]
+        })
         return list
     }
 

@@ -2,7 +2,7 @@ import Foundation
 
 /// Every number of a dense-CRF call (spec §7.3). Standard deviations are in pixels (sxy) and in 0–255 colour
 /// levels (srgb); `compat` is the Potts weight w of a term.
-public struct CRFParameters: Equatable, Sendable {
+public struct CRFParameters: Codable, Equatable, Sendable {
     /// Mean-field iterations.
     public var iterations: Int
     /// Label unaries: the probability given to the map's label (`unary_from_labels`' gt_prob).
