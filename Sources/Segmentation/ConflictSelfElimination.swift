@@ -73,9 +73,6 @@ public struct ConflictSelfElimination: Sendable {
         guard randomWalk.count == plane else {
             throw Failure.sizeMismatch(what: "random-walk labels", count: randomWalk.count, width: width, height: height)
         }
-        if let bad = randomWalk.first(where: { Int($0) > classes && $0 != Self.ignore }) {
-            throw Failure.randomWalkLabel(Int(bad), classes: classes)
-        }
         let present = maps.keys.sorted()
         for c in present {
             guard (0..<classes).contains(c) else { throw Failure.classOutOfRange(c, classes: classes) }
@@ -83,6 +80,9 @@ public struct ConflictSelfElimination: Sendable {
             guard count == plane else {
                 throw Failure.sizeMismatch(what: "attention map of class \(c)", count: count, width: width, height: height)
             }
+        }
+        if let bad = randomWalk.first(where: { Int($0) > classes && $0 != Self.ignore }) {
+            throw Failure.randomWalkLabel(Int(bad), classes: classes)
         }
 
         // Per class, the normalised score and the attended flag of each 8-bit value, exactly as numpy forms them:
