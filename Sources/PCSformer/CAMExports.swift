@@ -3,23 +3,15 @@ import Formats
 import Foundation
 import Imaging
 import NN
+import Segmentation
 import Storage
 
 /// What upstream users look at besides the CAM arrays (spec §4.3): attention PNGs, heatmap overlays, and the
 /// `out_cam/<id>.npy` dicts. All are written atomically, one file per (image, class).
 public enum CAMExports {
-    /// Upstream's attention PNG of one normalised map: uint8(255 · N / (max N + 1e-8)), truncated toward zero;
-    /// values ≤ −1 (only possible in the lo > 0 case of §4.2) wrap modulo 256 as numpy's float→uint8 cast does on
-    /// x86. The denominator is formed in double (numpy 1.x scalar promotion) and applied in float.
+    /// Upstream's attention PNG of one normalised map (`CAMAttention`, which CSE shares).
     public static func attention(_ map: ArraySlice<Float>, width: Int, height: Int) -> PixelImage {
-        let peak = map.max() ?? 0
-        let denominator = Float(Double(peak) + 1e-8)
-        var out = PixelImage(width: width, height: height, channels: 1)
-        for (i, v) in map.enumerated() {
-            let scaled = v / denominator * 255
-            out.pixels[i] = UInt8(truncatingIfNeeded: Int(scaled.isFinite ? scaled.rounded(.towardZero) : 0))
-        }
-        return out
+        CAMAttention.quantize(map, width: width, height: height)
     }
 
     /// A heatmap overlay in RGB: jet(uint8(255 · N)) / 255 + image / 255, renormalised by its maximum, × 255

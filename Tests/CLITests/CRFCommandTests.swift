@@ -84,7 +84,7 @@ final class CRFCommandTests: XCTestCase {
                                                "--out", shards.path, "--shards", "2", "--log-level", "warning"]).status, 0)
         let dataset = try ShardedDataset(directory: shards, name: "train")
         let cams = dir.appendingPathComponent("cams")
-        try writeCAMs(from: dataset, into: cams)
+        try Self.writeCAMs(from: dataset, into: cams)
 
         func crfLabels(_ ranks: Int, _ out: URL) throws -> TestSupport.Result {
             let arguments = ["crf-labels", "--data", shards.path, "--cams", cams.path, "--out", out.path, "--chunk", "3",
@@ -146,7 +146,7 @@ final class CRFCommandTests: XCTestCase {
 
     /// CAMs for every image of `dataset`: for each present class, 0.9 inside its mask region and 0.1 outside
     /// (rows shifted by one pixel, so the CRF has edges to fix).
-    func writeCAMs(from dataset: ShardedDataset, into folder: URL) throws {
+    static func writeCAMs(from dataset: ShardedDataset, into folder: URL) throws {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let attributes = [CAMSetAttributes.dataset: dataset.index.name, CAMSetAttributes.datasetFingerprint: dataset.fingerprint,
                           CAMSetAttributes.settings: "test"]
