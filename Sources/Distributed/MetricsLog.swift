@@ -30,6 +30,21 @@ public final class MetricsLog {
 
     deinit { close() }
 
+    /// Drops the lines of steps after `step` from `directory/fileName` (a resumed run repeats them; without this
+    /// the file would hold the steps between the checkpoint and the interruption twice). Rewritten atomically.
+    public static func truncate(directory: URL, fileName: String = "metrics.jsonl", after step: Int) throws {
+        let url = directory.appendingPathComponent(fileName)
+        guard let data = FileManager.default.contents(atPath: url.path) else { return }
+        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: true)
+        let kept = lines.filter { line in
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let lineStep = object["step"] as? Int else { return false } // a line cut by a kill is dropped too
+            return lineStep <= step
+        }
+        guard kept.count != lines.count else { return }
+        try AtomicFile.write(Data(kept.map { $0 + "\n" }.joined().utf8), to: url)
+    }
+
     /// Appends the line for `step` with `scalars` (names like "train/loss"; not "step" or "wall_time").
     public func append(step: Int, _ scalars: [String: Double], wallTime: Date = Date()) {
         guard fd >= 0, !failed else { return }

@@ -12,6 +12,8 @@ public final class ProgressReporter {
     private var lastDraw = Date.distantPast
     private var lastPlainDecile = -1
     private(set) public var done = 0
+    /// Work already done before this run started (a resumed run): counted in `done`, not in the rate.
+    private var skipped = 0
 
     /// - Parameters:
     ///   - label: what is being done, e.g. "ingest".
@@ -29,7 +31,13 @@ public final class ProgressReporter {
     /// Items finished per second so far.
     public var rate: Double {
         let elapsed = Date().timeIntervalSince(start)
-        return elapsed > 0 ? Double(done) / elapsed : 0
+        return elapsed > 0 ? Double(done - skipped) / elapsed : 0
+    }
+
+    /// Marks `n` items as done by an earlier run (a resume): the count starts there, the rate does not include them.
+    public func resume(at n: Int) {
+        done = n
+        skipped = n
     }
 
     public func advance(by n: Int = 1) {

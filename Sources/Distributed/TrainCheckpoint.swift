@@ -70,8 +70,37 @@ public enum TrainCheckpoint {
             .map { directory.appendingPathComponent($0.1) }
     }
 
-    /// The newest checkpoint in a run folder (by step), for `--resume auto`.
+    /// The newest checkpoint in a run folder (by step).
     public static func newest(in directory: URL) throws -> URL? { try all(in: directory).last }
+
+    /// Checks that `url` opens as a training checkpoint with its model, optimiser and resume state (what a crash
+    /// or a disk fault during or after writing would break).
+    public static func verify(_ url: URL) throws {
+        let file = try HDF5File.open(url.path)
+        guard file.exists("/model"), file.exists("/optimizer"), try file.stringAttribute("position") != nil,
+              try file.stringAttribute("ranks") != nil, try file.numericAttribute("step", as: Int64.self)?.first != nil else {
+            throw HDF5Error(file: url.path, what: "not a complete training checkpoint")
+        }
+    }
+
+    /// For `--resume auto`: the newest checkpoint that verifies. Newer damaged ones are named in a warning and
+    /// skipped; when every checkpoint is damaged the first problem is thrown (starting fresh would overwrite them).
+    public static func newestComplete(in directory: URL) throws -> URL? {
+        let candidates = try all(in: directory)
+        var firstProblem: Error?
+        for url in candidates.reversed() {
+            do {
+                try verify(url)
+                if firstProblem != nil { Log.warning("resume: falling back to \(url.lastPathComponent), the newest complete checkpoint") }
+                return url
+            } catch {
+                Log.warning("resume: \(error); skipping it")
+                firstProblem = firstProblem ?? error
+            }
+        }
+        if let firstProblem { throw firstProblem }
+        return nil
+    }
 
     /// Removes all but the `keep` newest checkpoints, never `final` (the run's last one) and not counting it.
     /// Called only after the newest checkpoint is complete, so a crash never leaves fewer than before.

@@ -72,7 +72,7 @@ public final class TrainLoop<Stage: TrainingStage> {
 
         let totalSteps = config.totalSteps(batchesPerEpoch: sampler.batchesPerEpoch)
         let progress = ProgressReporter("train", total: totalSteps, unit: "steps", enabled: world.isRoot)
-        progress.advance(by: step)
+        progress.resume(at: step)
         let loader = BatchLoader(stage: stage, sampler: sampler, parts: config.accumulate)
         if step < totalSteps { loader.prefetch(position, random: augmentation) }
         while step < totalSteps {
@@ -85,6 +85,10 @@ public final class TrainLoop<Stage: TrainingStage> {
             let rates = optimizer.learningRates
             let loss = try update(batches, reducer: reducer, step: step, position: position)
             optimizer.step()
+            // Every rank holds the same parameters and state, so every rank stops here alike.
+            if let bad = optimizer.nonFinite {
+                throw TrainingError(description: "step \(step + 1): \(names[ObjectIdentifier(bad)] ?? "a parameter") or its optimiser state is not finite after the update (learning rate too high?); stopping, \(keptCheckpoint)")
+            }
             step += 1
             position = next
 
@@ -134,7 +138,7 @@ public final class TrainLoop<Stage: TrainingStage> {
             let (objective, value) = objective(stage.loss(batch), microBatches: batches.count)
             guard value.isFinite else {
                 Autograd.reset()
-                throw TrainingError(description: "the loss is \(value) at step \(step + 1) (epoch \(position.epoch), batch \(position.batch)); stopping, the last checkpoint in \(runDirectory.path) is kept")
+                throw TrainingError(description: "the loss is \(value) at step \(step + 1) (epoch \(position.epoch), batch \(position.batch)); stopping, \(keptCheckpoint)")
             }
             loss += value
             let graph = objective?.requiresGrad ?? false
@@ -170,6 +174,12 @@ public final class TrainLoop<Stage: TrainingStage> {
             }
             return (objective, value / parts)
         }
+    }
+
+    /// What a stop leaves to resume from, for its message.
+    var keptCheckpoint: String {
+        guard let last = try? TrainCheckpoint.newest(in: runDirectory) else { return "no checkpoint was written yet" }
+        return "the last checkpoint \(last.lastPathComponent) in \(runDirectory.path) is kept"
     }
 
     /// Every trainable parameter in exactly one group, and nothing else.

@@ -30,7 +30,7 @@ public struct TrainRun {
         guard resume == "auto" else { return URL(fileURLWithPath: resume) }
         var choice = ""
         if world.isRoot {
-            do { choice = "path:" + (try TrainCheckpoint.newest(in: directory)?.path ?? "") }
+            do { choice = "path:" + (try TrainCheckpoint.newestComplete(in: directory)?.path ?? "") }
             catch { choice = "error:\(error)" }
         }
         choice = try world.broadcast(choice)
@@ -48,9 +48,15 @@ public struct TrainRun {
         loop.configRecord = try settings.yamlText()
         let resume = try resumePoint(world: world)
         if world.isRoot {
+            // Checkpoints and settings an interrupted run left half-written were never complete.
+            let stale = AtomicFile.removeStaleTemporaries(in: directory) { TrainCheckpoint.step(ofFileName: $0) != nil || $0 == "config.yaml" }
+            if stale > 0 { Log.info("\(command): removed \(stale) unfinished file(s) of an interrupted run in \(directory.path)") }
             do { try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true) }
             catch { throw FileError(path: directory.path, what: "cannot create the run folder (\(error.localizedDescription))") }
             try settings.write(to: directory.appendingPathComponent("config.yaml"), header: "pcs-mpi \(command), resolved settings")
+        }
+        if world.isRoot, let resume, let step = TrainCheckpoint.step(ofFileName: resume.lastPathComponent) {
+            try MetricsLog.truncate(directory: directory, after: step)
         }
         let reporter = world.isRoot ? try TrainReporter(directory: directory) : nil
         loop.report = { reporter?.record($0) }

@@ -20,12 +20,44 @@ public enum AtomicFile {
         }
     }
 
-    /// Moves a finished temporary file into place, replacing an older `url`.
+    /// Moves a finished temporary file into place, replacing an older `url`: the file is synced to disk first and
+    /// the folder after, so what carries the final name is complete even after a power loss.
     public static func commit(_ temporary: URL, to url: URL) throws {
         CrashPoint.reach("commit", file: url.lastPathComponent)
+        try synchronize(temporary)
         guard rename(temporary.path, url.path) == 0 else {
             throw FileError(path: url.path, what: "cannot rename \(temporary.lastPathComponent) into place: \(String(cString: strerror(errno)))")
         }
+        // The rename itself is durable only once the folder's entry is on disk.
+        try synchronize(url.deletingLastPathComponent(), directory: true)
+    }
+
+    /// `fsync` of a file (or a folder's entries): the data is on disk when it returns, so a power loss or a node
+    /// crash after the rename cannot leave a file that looks complete and is not.
+    public static func synchronize(_ url: URL, directory: Bool = false) throws {
+        let fd = open(url.path, directory ? O_RDONLY | O_DIRECTORY : O_RDONLY)
+        guard fd >= 0 else { throw FileError(path: url.path, what: "cannot open to sync: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        // Some file systems cannot sync a folder (EINVAL); the file's own sync is what matters most there.
+        guard fsync(fd) == 0 || (directory && errno == EINVAL) else {
+            throw FileError(path: url.path, what: "cannot sync to disk: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// Removes the temporary files an interrupted writer left in `folder` (`.NAME.partial-PID`, see
+    /// `temporaryURL`) for the final names `matching` accepts, and returns how many. A run calls it on the folders
+    /// it writes before it starts: those files were never complete and nothing reads them.
+    @discardableResult
+    public static func removeStaleTemporaries(in folder: URL, matching: (String) -> Bool = { _ in true }) -> Int {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
+        var removed = 0
+        for name in names where name.hasPrefix(".") {
+            guard let range = name.range(of: ".partial-", options: .backwards) else { continue }
+            let final = String(name[name.index(after: name.startIndex)..<range.lowerBound])
+            guard matching(final), (try? FileManager.default.removeItem(at: folder.appendingPathComponent(name))) != nil else { continue }
+            removed += 1
+        }
+        return removed
     }
 }
 

@@ -28,16 +28,22 @@ public enum Kernels {
 
 extension Kernels {
     /// One AdamW update over a parameter (see `AdamW` for the formula).
+    /// Returns whether the parameter and both moments are finite everywhere after the update.
     public static func adamW(_ p: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, _ m: UnsafeMutablePointer<Float>,
                              _ v: UnsafeMutablePointer<Float>, count: Int, lr: Float, weightDecay: Float, beta1: Float,
-                             beta2: Float, eps: Float, stepSize: Float, sqrtBiasCorrection2: Float) {
+                             beta2: Float, eps: Float, stepSize: Float, sqrtBiasCorrection2: Float) -> Bool {
         let decay = 1 - lr * weightDecay
+        // x·0 is NaN exactly when x is ±inf or NaN, so one running sum tells whether everything stayed finite,
+        // at the cost of three multiply-adds in a loop that is memory-bound anyway.
+        var poison: Float = 0
         for i in 0..<count {
             let gi = g[i]
             m[i] = beta1 * m[i] + (1 - beta1) * gi
             v[i] = beta2 * v[i] + (1 - beta2) * gi * gi
             p[i] = p[i] * decay - stepSize * m[i] / (v[i].squareRoot() / sqrtBiasCorrection2 + eps)
+            poison += p[i] * 0 + m[i] * 0 + v[i] * 0
         }
+        return poison == 0
     }
 }
 

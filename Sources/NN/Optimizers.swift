@@ -62,7 +62,9 @@ public protocol Optimizer: AnyObject {
     var groups: [ParameterGroup] { get }
     /// Updates taken.
     var iteration: Int { get }
+    /// Applies one update. Afterwards `nonFinite` is the first parameter whose values or state are ±inf or NaN.
     func step()
+    var nonFinite: Tensor? { get }
     /// Every parameter's buffers under the names given (parameters without state are left out).
     func exportState(names: [ObjectIdentifier: String]) -> OptimizerState
     /// Restores what `exportState` gave (parameters matched by name).
@@ -76,17 +78,20 @@ extension Optimizer {
 
 /// Calls `update(parameter, gradient, learning rate, group)` for every parameter that has a gradient this step
 /// (a parameter without one is neither moved nor decayed, spec §12.3), then bumps its version so cached layout
-/// copies refresh. The loop both optimisers share.
-private func forEachGradient(_ groups: [ParameterGroup], iteration: Int, _ update: (Tensor, Tensor, Float, ParameterGroup) -> Void) {
+/// copies refresh. `update` returns whether the parameter and its state stayed finite; the first that did not is
+/// returned. The loop both optimisers share.
+private func forEachGradient(_ groups: [ParameterGroup], iteration: Int, _ update: (Tensor, Tensor, Float, ParameterGroup) -> Bool) -> Tensor? {
+    var nonFinite: Tensor?
     for group in groups {
         let lr = group.learningRate(at: iteration)
         for p in group.parameters {
             guard let g = p.grad?.plain() else { continue }
             precondition(p.isPlain, "optimisers update plain parameters; \(p) is blocked")
-            update(p, g, lr, group)
+            if !update(p, g, lr, group), nonFinite == nil { nonFinite = p }
             p.version += 1
         }
     }
+    return nonFinite
 }
 
 /// One parameter's AdamW moments. A class, so the update writes them in place (as values in a dictionary the
@@ -110,6 +115,7 @@ public final class AdamW: Optimizer {
     public var groups: [ParameterGroup]
     public let beta1: Float, beta2: Float, eps: Float
     public internal(set) var iteration = 0
+    public private(set) var nonFinite: Tensor?
     var state: [ObjectIdentifier: AdamMoments] = [:]
 
     public init(_ groups: [ParameterGroup], beta1: Float = 0.9, beta2: Float = 0.999, eps: Float = 1e-8) {
@@ -120,13 +126,13 @@ public final class AdamW: Optimizer {
     }
 
     public func step() {
-        forEachGradient(groups, iteration: iteration) { p, g, lr, group in
+        nonFinite = forEachGradient(groups, iteration: iteration) { p, g, lr, group in
             let n = p.elementCount
             let s = state[ObjectIdentifier(p)] ?? AdamMoments(m: [Float](repeating: 0, count: n), v: [Float](repeating: 0, count: n), steps: 0)
             state[ObjectIdentifier(p)] = s
             s.steps += 1
             let c1 = 1 - pow(beta1, Float(s.steps)), c2 = (1 - pow(beta2, Float(s.steps))).squareRoot()
-            s.m.withUnsafeMutableBufferPointer { m in
+            return s.m.withUnsafeMutableBufferPointer { m in
                 s.v.withUnsafeMutableBufferPointer { v in
                     Kernels.adamW(p.storage.floats, g.storage.floats, m.baseAddress!, v.baseAddress!, count: n,
                                   lr: lr, weightDecay: group.weightDecay, beta1: beta1, beta2: beta2, eps: eps,
@@ -166,6 +172,7 @@ public final class SGD: Optimizer {
     public var groups: [ParameterGroup]
     public let momentum: Float
     public private(set) var iteration = 0
+    public private(set) var nonFinite: Tensor?
     /// Momentum buffers, one array per parameter, in a class so the update writes them in place.
     private final class Buffer {
         var values: [Float]
@@ -179,18 +186,21 @@ public final class SGD: Optimizer {
     }
 
     public func step() {
-        forEachGradient(groups, iteration: iteration) { p, g, lr, group in
+        nonFinite = forEachGradient(groups, iteration: iteration) { p, g, lr, group in
             let n = p.elementCount
             let pp = p.storage.floats, gp = g.storage.floats
             let first = buffers[ObjectIdentifier(p)] == nil
             let buffer = buffers[ObjectIdentifier(p)] ?? Buffer([Float](repeating: 0, count: n))
             buffers[ObjectIdentifier(p)] = buffer
-            buffer.values.withUnsafeMutableBufferPointer { b in
+            return buffer.values.withUnsafeMutableBufferPointer { b in
+                var poison: Float = 0 // x·0 is NaN exactly for non-finite x (see Kernels.adamW)
                 for i in 0..<n {
                     let d = gp[i] + group.weightDecay * pp[i]
                     b[i] = first ? d : momentum * b[i] + d
                     pp[i] -= lr * b[i]
+                    poison += pp[i] * 0 + b[i] * 0
                 }
+                return poison == 0
             }
         }
         iteration += 1

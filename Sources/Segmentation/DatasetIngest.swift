@@ -65,6 +65,12 @@ public struct DatasetIngest {
         if world.isRoot, shardCount < world.size {
             Log.warning("\(shardCount) shards for \(world.size) ranks: \(world.size - shardCount) rank(s) will idle; use --shards \(world.size) or more")
         }
+        if world.isRoot {
+            // Shards an interrupted ingest left half-written were never complete: remove them before writing anew.
+            let stale = AtomicFile.removeStaleTemporaries(in: directory) { $0.hasPrefix("\(name)-") }
+            if stale > 0 { Log.info("ingest: removed \(stale) unfinished shard file(s) of an interrupted run in \(directory.path)") }
+        }
+        world.barrier()
         var allAttributes = attributes
         allAttributes["class_names"] = classNames.joined(separator: ",")
         let myShards = Array(world.share(shardCount))

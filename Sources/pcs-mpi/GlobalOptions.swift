@@ -6,7 +6,7 @@ extension LogLevel: ExpressibleByArgument {}
 
 /// Options every command takes.
 struct GlobalOptions: ParsableArguments {
-    @Option(help: "Compute threads per rank (oneDNN and OpenBLAS). Default: the node's cores divided by the ranks on the node.")
+    @Option(parsing: .unconditional, help: "Compute threads per rank (oneDNN and OpenBLAS). Default: the node's cores divided by the ranks on the node.")
     var threads: Int?
 
     @Option(help: "How much to print: error, warning, info or debug.")

@@ -27,6 +27,58 @@ final class TrainRunTests: XCTestCase {
         XCTAssertTrue(resumed.stdout.contains("resume: step 4") || resumed.stderr.contains("resume: step 4"), resumed.stdout + resumed.stderr)
         XCTAssertEqual(try TrainCheckpoint.all(in: run).map(\.lastPathComponent),
                        ["checkpoint-00000006.h5", "checkpoint-00000007.h5", "checkpoint-00000008.h5"])
+        // The crash's temporary is gone, and metrics.jsonl holds every step once (step 5 was logged before the kill).
+        XCTAssertFalse(try FileManager.default.contentsOfDirectory(atPath: run.path).contains { $0.contains(".partial-") })
+        let steps = try String(contentsOf: run.appendingPathComponent("metrics.jsonl"), encoding: .utf8).split(separator: "\n")
+            .compactMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }.compactMap { $0["step"] as? Int }
+        XCTAssertEqual(steps, Array(1...8))
+    }
+
+    /// `--resume auto` when the newest checkpoint is damaged: a warning names it and the run resumes from the one
+    /// before; when every checkpoint is damaged, it stops naming one instead of starting afresh.
+    func testResumeFallsBackFromADamagedCheckpoint() throws {
+        let dir = try TestSupport.scratchDirectory()
+        let shards = try TrainPCTests.makeShards(dir)
+        let run = dir.appendingPathComponent("run")
+        let arguments = TrainPCTests.trainArguments(shards, run, epochs: 1) + ["--checkpoint-every", "1"]
+        XCTAssertEqual(try TestSupport.pcsMPI(arguments).status, 0)
+        let newest = run.appendingPathComponent(TrainCheckpoint.fileName(step: 4))
+        let full = try Data(contentsOf: newest)
+        try full.prefix(full.count / 3).write(to: newest)
+        let resumed = try TestSupport.pcsMPI(arguments + ["--resume", "auto", "--epochs", "2"])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        let output = resumed.stdout + resumed.stderr
+        XCTAssertTrue(output.contains("checkpoint-00000004.h5") && output.contains("falling back to checkpoint-00000003.h5"), output)
+        XCTAssertTrue(output.contains("resume: step 3"), output)
+
+        for url in try TrainCheckpoint.all(in: run) { try Data("damaged".utf8).write(to: url) }
+        let hopeless = try TestSupport.pcsMPI(arguments + ["--resume", "auto"])
+        XCTAssertEqual(hopeless.status, 1, hopeless.stderr)
+        XCTAssertTrue(hopeless.stderr.contains("checkpoint-0000"), hopeless.stderr)
+    }
+
+    /// Temporaries an interrupted run left (a checkpoint's, config.yaml's, a shard's) are removed when the next run
+    /// starts in that folder; other hidden files are left alone.
+    func testStaleTemporariesAreRemovedAtStart() throws {
+        let dir = try TestSupport.scratchDirectory()
+        let shards = try TrainPCTests.makeShards(dir)
+        let run = dir.appendingPathComponent("run")
+        try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
+        for name in [".checkpoint-00000002.h5.partial-4242", ".config.yaml.partial-4242", ".notes.txt.partial-1", ".keep"] {
+            try Data("x".utf8).write(to: run.appendingPathComponent(name))
+        }
+        let staleShard = shards.appendingPathComponent(".train-00000-of-00002.h5.partial-4242")
+        try Data("x".utf8).write(to: staleShard)
+        XCTAssertEqual(try TestSupport.pcsMPI(TrainPCTests.trainArguments(shards, run, epochs: 1) + ["--max-steps", "1"]).status, 0)
+        let left = try FileManager.default.contentsOfDirectory(atPath: run.path).filter { $0.hasPrefix(".") }.sorted()
+        XCTAssertEqual(left, [".keep", ".notes.txt.partial-1"])
+
+        let synth = dir.appendingPathComponent("synth")
+        let ingest = try TestSupport.pcsMPI(["ingest", "voc", "--root", synth.path, "--split",
+                                             synth.appendingPathComponent("ImageSets/Segmentation/train.txt").path,
+                                             "--out", shards.path, "--shards", "2", "--log-level", "info"])
+        XCTAssertEqual(ingest.status, 0, ingest.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: staleShard.path))
     }
 
     /// `--resume auto` where the run folder cannot be read stops with the path named instead of starting afresh

@@ -56,7 +56,7 @@ final class TrainLoopTests: XCTestCase {
         let dir = try TestSupport.scratchDirectory()
         let result = try TestSupport.run(TestSupport.binary("mpi-checks"), ["trainloop", dir.path], timeout: 300)
         XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
-        XCTAssertTrue(result.stdout.contains("rank 0: 18 train-loop checks passed, 0 failed"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("rank 0: 19 train-loop checks passed, 0 failed"), result.stdout)
     }
 
     func testOnTwoRanks() throws {
@@ -64,6 +64,6 @@ final class TrainLoopTests: XCTestCase {
         let result = try TestSupport.mpirun(2, "mpi-checks", ["trainloop", dir.path], timeout: 300)
         XCTAssertFalse(result.timedOut)
         XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
-        XCTAssertTrue(result.stdout.contains("rank 1: 21 train-loop checks passed, 0 failed"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("rank 1: 22 train-loop checks passed, 0 failed"), result.stdout)
     }
 }

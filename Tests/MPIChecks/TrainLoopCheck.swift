@@ -15,6 +15,8 @@ final class CheckStage: TrainingStage {
     /// Off for comparisons across rank counts: each rank draws noise and dropout from its own streams.
     var noise = true
     var dropoutP: Float = 0.2
+    /// Multiplies the loss (a huge one overflows the optimiser's state while the loss stays finite).
+    var lossScale: Float = 1
     /// The optimiser's groups, when not the default single one.
     var groups: (([(name: String, tensor: Tensor)], Float, Float) -> [ParameterGroup])?
 
@@ -53,7 +55,7 @@ final class CheckStage: TrainingStage {
         let logits = net.head(features.plain().reshaped([batch.n, 8 * 8 * 8]))
         let loss = multilabelSoftMarginLoss(logits, Tensor(batch.labels, shape: [batch.n, 4]))
         // A NaN input would not do: ReLU turns NaN into 0. The loss itself is poisoned.
-        return .mean(steps == poisonStep ? scale(loss, .nan) : loss)
+        return .mean(steps == poisonStep ? scale(loss, .nan) : lossScale == 1 ? loss : scale(loss, lossScale))
     }
 }
 

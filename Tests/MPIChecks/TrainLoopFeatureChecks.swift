@@ -175,6 +175,17 @@ func trainLoopFeatureChecks(_ world: Communicator, directory: URL, check: (Bool,
     let kept = try TrainCheckpoint.all(in: keepFolder).map(\.lastPathComponent)
     check(kept == [4, 5, 6].map(TrainCheckpoint.fileName), "--keep 2 leaves \(kept)")
 
+    // A finite loss whose gradients overflow AdamW's second moment: the run stops at once, naming a parameter.
+    let overflow = CheckStage(dataset: 12)
+    overflow.lossScale = 1e30
+    do {
+        _ = try TrainLoop(stage: overflow, config: TrainLoopConfig(epochs: 1, globalBatch: 4, learningRate: 0.01, weightDecay: 0),
+                          world: world, runDirectory: directory.appendingPathComponent("overflow")).run()
+        check(false, "an overflowing optimiser state must stop the run")
+    } catch {
+        check("\(error)".contains("step 1:") && "\(error)".contains("not finite") && "\(error)".contains(".weight"), "\(error)")
+    }
+
     // Iterations instead of epochs: 5 updates cross into the second epoch (3 updates each) and stop there.
     var iterationConfig = TrainLoopConfig(epochs: 1, globalBatch: 4, learningRate: 0.01, weightDecay: 0, seed: 1)
     iterationConfig.iterations = 5

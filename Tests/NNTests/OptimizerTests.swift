@@ -36,6 +36,24 @@ final class OptimizerTests: XCTestCase {
         XCTAssertEqual(LearningRateSchedule.poly(maxIterations: 4, power: 1).multiplier(at: 4), 0)
     }
 
+    /// A gradient so large that AdamW's second moment overflows: the step reports the parameter (issue: a run with
+    /// a huge learning rate used to finish with inf in its checkpoints); a normal step reports nothing.
+    func testNonFiniteStateIsReported() {
+        let p = Tensor([1, 2], shape: [2], requiresGrad: true), q = Tensor([3], shape: [1], requiresGrad: true)
+        let adam = AdamW([ParameterGroup([p, q], learningRate: 0.1)])
+        p.grad = Tensor([0.5, 0.5], shape: [2])
+        q.grad = Tensor([1], shape: [1])
+        adam.step()
+        XCTAssertNil(adam.nonFinite)
+        q.grad = Tensor([3e30], shape: [1])
+        adam.step()
+        XCTAssertTrue(adam.nonFinite === q)
+        let sgd = SGD([ParameterGroup([p], learningRate: 1e30)], momentum: 0.9)
+        p.grad = Tensor([1e30, 0], shape: [2])
+        sgd.step()
+        XCTAssertTrue(sgd.nonFinite === p)
+    }
+
     /// deeplab-pytorch's PolynomialLR(step_size 10, iter_max 100, power 0.9): the rate of update u is
     /// base·(1 − 10⌊u/10⌋/100)^0.9, held for 10 updates, and held at its last value past iter_max.
     func testPolyRefreshedEveryTenUpdates() {
