@@ -38,7 +38,20 @@ public final class HDF5File {
 
     deinit { close() }
 
-    private static let silenceErrorStack: Void = { H5Eset_auto2(chdf5_e_default(), nil, nil) }()
+    /// Before the library starts: no atexit clean-up. After a failed write (a full disk) HDF5's own exit handler
+    /// closes the broken file again and crashes; every file this project writes is flushed and closed before it
+    /// is renamed, so nothing is lost by skipping it.
+    private static let library: Void = { H5dont_atexit() }()
+
+    /// HDF5 prints its error stack unless told not to, and (in Debian's thread-safe build) that setting is per
+    /// thread: every thread that touches a file turns it off once. Errors reach the user through HDF5Error.
+    private static var silenceErrorStack: Void {
+        _ = library
+        let key = "pcs-mpi.hdf5.silenced"
+        guard Thread.current.threadDictionary[key] == nil else { return }
+        H5Eset_auto2(chdf5_e_default(), nil, nil)
+        Thread.current.threadDictionary[key] = true
+    }
 
     /// Creates (or truncates) a file for writing.
     public static func create(_ path: String) throws -> HDF5File {
@@ -75,20 +88,30 @@ public final class HDF5File {
     public static func writeAtomically(to url: URL, _ body: (HDF5File) throws -> Void) throws {
         let temporary = AtomicFile.temporaryURL(for: url)
         defer { try? FileManager.default.removeItem(at: temporary) } // gone once renamed
-        let file = try create(temporary.path)
-        defer { file.close() }
-        try body(file)
-        try file.flush()
-        file.close()
-        try AtomicFile.commit(temporary, to: url)
+        do {
+            let file = try create(temporary.path)
+            defer { file.close() }
+            try body(file)
+            try file.flush()
+            file.close()
+            try AtomicFile.commit(temporary, to: url)
+        } catch let error as HDF5Error where error.file == temporary.path {
+            // Name the file the user asked for, not its temporary.
+            throw HDF5Error(file: url.path, what: "\(error.what) while writing it")
+        }
     }
 
     /// Writes buffered data to disk.
     public func flush() throws {
-        guard H5Fflush(id, H5F_SCOPE_LOCAL) >= 0 else { throw HDF5Error(file: path, what: "flush failed") }
+        guard H5Fflush(id, H5F_SCOPE_LOCAL) >= 0 else { throw fail("flush failed") }
     }
 
-    private func fail(_ what: String) -> HDF5Error { HDF5Error(file: path, what: what) }
+    /// An error naming the file; a failed write says why when the system told (no space left, quota, I/O error).
+    private func fail(_ what: String) -> HDF5Error {
+        let code = errno
+        guard [ENOSPC, EDQUOT, EIO, EROFS, EFBIG].contains(code) else { return HDF5Error(file: path, what: what) }
+        return HDF5Error(file: path, what: "\(String(cString: strerror(code)).lowercased()) (\(what))")
+    }
 
     // MARK: groups and links
 

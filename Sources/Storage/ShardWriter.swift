@@ -59,18 +59,29 @@ public final class ShardWriter {
         }
         let group = "/items/\(id)"
         guard !file.exists(group) else { throw FileError(path: url.path, what: "duplicate item id \(id)") }
-        try file.createGroup(group)
-        try write(file, group)
+        try namingTheShard {
+            try file.createGroup(group)
+            try write(file, group)
+        }
         ids.append(id)
+    }
+
+    /// Runs `body`, reporting an HDF5 failure under the shard's final name (the user never sees the temporary).
+    private func namingTheShard(_ body: () throws -> Void) throws {
+        do { try body() } catch let error as HDF5Error where error.file == temporary.path {
+            throw HDF5Error(file: url.path, what: "\(error.what) while writing it")
+        }
     }
 
     /// Writes the index of ids, closes the file and renames it into place. Returns the ids in order.
     @discardableResult
     public func finish() throws -> [String] {
         guard let file else { return ids }
-        try file.writeStrings("/ids", ids)
-        try file.setAttribute("item_count", [Int64(ids.count)])
-        try file.flush()
+        try namingTheShard {
+            try file.writeStrings("/ids", ids)
+            try file.setAttribute("item_count", [Int64(ids.count)])
+            try file.flush()
+        }
         file.close()
         self.file = nil
         try AtomicFile.commit(temporary, to: url)
