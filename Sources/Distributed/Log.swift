@@ -18,11 +18,26 @@ public enum Log {
 
     private static var prefix: String { worldSize > 1 ? "pcs-mpi[\(rank)]" : "pcs-mpi" }
 
+    /// The progress bar on the terminal's last line, if one is drawn: a log line clears it, is printed, and the bar
+    /// is drawn again below it (instead of the line being written onto the bar).
+    nonisolated(unsafe) static weak var bar: ProgressReporter?
+
+    /// Writes one log line around the progress bar.
+    private static func aroundBar(_ write: () -> Void) {
+        guard let bar else { return write() }
+        writeStandardError("\r\u{1B}[K")
+        write()
+        bar.redraw()
+    }
+
     /// A line on standard output from rank 0.
     public static func info(_ message: @autoclosure () -> String) {
         guard level >= .info, rank == 0 else { return }
-        print(message())
-        fflush(stdout)
+        let text = message()
+        aroundBar {
+            print(text)
+            fflush(stdout)
+        }
     }
 
     /// A detail line on standard output from every rank, when `--log-level debug`.
@@ -35,11 +50,13 @@ public enum Log {
     /// A warning on standard error from any rank.
     public static func warning(_ message: @autoclosure () -> String) {
         guard level >= .warning else { return }
-        writeStandardError("\(prefix) warning: \(message())\n")
+        let text = "\(prefix) warning: \(message())\n"
+        aroundBar { writeStandardError(text) }
     }
 
     /// An error line on standard error; always printed.
     public static func errorLine(_ message: String) {
+        if bar != nil { writeStandardError("\r\u{1B}[K") }
         writeStandardError("\(prefix): error: \(message)\n")
     }
 

@@ -60,9 +60,13 @@ public final class ProgressReporter {
         }
     }
 
+    /// Draws the bar again (after `Log` printed a line over it).
+    func redraw() { if enabled && isTerminal { drawBar() } }
+
     /// Ends the bar with a summary line.
     public func finish() {
         guard enabled else { return }
+        if Log.bar === self { Log.bar = nil }
         let elapsed = Date().timeIntervalSince(start)
         if isTerminal { Log.writeStandardError("\r\u{1B}[K") }
         print("\(label): \(done) \(unit) in \(String(format: "%.1f", elapsed)) s (\(String(format: "%.1f", rate)) \(unit)/s)")
@@ -70,6 +74,7 @@ public final class ProgressReporter {
     }
 
     private func drawBar() {
+        Log.bar = self
         let width = 30
         let fraction = total > 0 ? min(1, Double(done) / Double(total)) : 1
         let filled = Int(fraction * Double(width))

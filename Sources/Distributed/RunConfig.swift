@@ -126,7 +126,8 @@ public struct RunConfig {
     public func checkUnknownKeys() throws {
         let unknown = entries.filter { !used.contains($0.key) }.sorted { ($0.value.mark?.line ?? 0) < ($1.value.mark?.line ?? 0) }
         guard let (key, node) = unknown.first else { return }
-        let known = used.sorted().joined(separator: ", ")
+        // Keys are compared in underscore form; they are shown as the options and config.yaml spell them.
+        let known = used.sorted().map { $0.replacingOccurrences(of: "_", with: "-") }.joined(separator: ", ")
         throw ConfigError(file: file?.path ?? "-", line: node.mark?.line, "unknown key '\(key)' (known keys: \(known))")
     }
 

@@ -29,6 +29,7 @@ public final class CAMInferenceJob {
     public let settings: Settings
     public let output: URL
     public var chunk = 32
+    public var partSeconds: Double = 60
     public var attentionFolder: URL?, heatmapFolder: URL?, npyFolder: URL?
 
     public init(dataset: ShardedDataset, cam: MultiScaleCAM, weights: String, output: URL) throws {
@@ -60,6 +61,7 @@ public final class CAMInferenceJob {
     public func run(world: Communicator) throws -> Int {
         var job = PerImageSetJob(name: CAMSetAttributes.name, dataset: dataset, output: output, settings: settingsText, command: "infer-cam")
         job.chunk = chunk
+        job.partSeconds = partSeconds
         job.settingsCover = "other weights, settings, exports or dataset"
         job.exportFolders = exportFolders.map(\.url)
         return try job.run(world: world, cost: { id in

@@ -6,7 +6,8 @@ import Storage
 /// A per-image output set (CAMs, CRF label maps, pseudo labels) computed over the ranks and resumable: the
 /// collective part of `infer-cam`, `crf-labels` and `cse`, apart from the per-image work they hand it.
 ///
-/// Note: Resumable output parts. Each rank writes its items into parts of `chunk` images,
+/// Note: Resumable output parts. Each rank writes its items into parts of `chunk` images (or fewer, when a part
+/// has been open for `partSeconds`),
 /// `<name>-a<attempt>-r<rank>-<seq>.h5`, each written under a temporary name and renamed when complete, so an
 /// interrupted run (crash, Slurm time limit, Ctrl-C) leaves only complete parts. On start, rank 0 lists the
 /// complete parts, checks they were made with the same settings on the same dataset, and the ids they hold are
@@ -26,6 +27,9 @@ public struct PerImageSetJob {
     /// Folders of per-image exports (PNG folders) whose stale temporary files are removed too.
     public var exportFolders: [URL] = []
     public var chunk = 32
+    /// A part is also committed once it has been open this long, so an interruption loses at most this much work
+    /// per rank however few and slow the images are.
+    public var partSeconds: Double = 60
     /// Extra attributes of the index (e.g. the map names of a label set).
     public var attributes: [String: String] = [:]
     /// The command's name, for progress and log lines.
@@ -113,6 +117,7 @@ public struct PerImageSetJob {
         let progress = ProgressReporter("\(command) (rank 0's share)", total: mine.count, unit: "images", enabled: world.isRoot)
         var written: [ShardIndex.Entry] = []
         var writer: ShardWriter?
+        var partStart = Date()
         var sequence = 0
         func finishPart() throws {
             guard let current = writer else { return }
@@ -125,10 +130,11 @@ public struct PerImageSetJob {
                 if writer == nil {
                     let file = String(format: "%@-a%03d-r%05d-%05d.h5", name, existing.attempt, world.rank, sequence)
                     writer = try ShardWriter(directory: output, fileName: file, name: name, shard: sequence, of: 0, attributes: partAttributes)
+                    partStart = Date()
                     sequence += 1
                 }
                 try item(id, writer!)
-                if writer!.ids.count >= chunk { try finishPart() }
+                if writer!.ids.count >= chunk || Date().timeIntervalSince(partStart) >= partSeconds { try finishPart() }
                 progress.advance()
             }
             try finishPart()

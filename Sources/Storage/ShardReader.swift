@@ -136,7 +136,14 @@ public final class ShardedDataset {
         let entry = index.shards[s]
         let reader = try ShardReader(url: directory.appendingPathComponent(entry.file))
         guard reader.ids == entry.ids else {
-            throw HDF5Error(file: reader.url.path, what: "shard does not match \(index.name)-index.json (\(reader.ids.count) ids, index lists \(entry.ids.count))")
+            let detail: String
+            if reader.ids.count != entry.ids.count {
+                detail = "it holds \(reader.ids.count) ids, the index lists \(entry.ids.count)"
+            } else {
+                let k = reader.ids.indices.first { reader.ids[$0] != entry.ids[$0] } ?? 0
+                detail = "its id \(k + 1) is '\(reader.ids[k])', the index lists '\(entry.ids[k])'"
+            }
+            throw HDF5Error(file: reader.url.path, what: "shard does not match \(index.name)-index.json: \(detail) (re-ingest, or restore the shard)")
         }
         if open.count >= maxOpenShards, let oldest = recentlyUsed.first {
             open[oldest] = nil

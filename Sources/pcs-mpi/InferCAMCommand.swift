@@ -52,6 +52,9 @@ struct InferCAMCommand: ParsableCommand {
     @Option(help: "Images per output part (each part is committed when full, so an interruption loses at most one part per rank).")
     var chunk: Int = 32
 
+    @Option(help: "Seconds after which a part is committed even if it holds fewer than --chunk images.")
+    var partSeconds: Double = 60
+
     @Option(help: "Folder for upstream's attention PNGs <id>_<class>.png (8-bit, 255·N/max N).")
     var attention: String?
 
@@ -74,6 +77,7 @@ struct InferCAMCommand: ParsableCommand {
     func validate() throws {
         _ = try parsedScales()
         guard longSide >= 16, chunk >= 1, k >= 1 else { throw ValidationError("--long-side must be ≥ 16, --chunk and --k ≥ 1") }
+        guard partSeconds >= 0 else { throw ValidationError("--part-seconds must be ≥ 0") }
         try requireFile(weights, flag: "--weights")
     }
 
@@ -93,6 +97,7 @@ struct InferCAMCommand: ParsableCommand {
         identity = try world.broadcast(identity)
         let job = try CAMInferenceJob(dataset: dataset, cam: cam, weights: identity, output: URL(fileURLWithPath: out))
         job.chunk = chunk
+        job.partSeconds = partSeconds
         job.attentionFolder = attention.map { URL(fileURLWithPath: $0) }
         job.heatmapFolder = heatmaps.map { URL(fileURLWithPath: $0) }
         job.npyFolder = exportNpy.map { URL(fileURLWithPath: $0) }

@@ -41,6 +41,18 @@ final class InferCAMTests: XCTestCase {
         return Dictionary(uniqueKeysWithValues: try set.ids.map { ($0, try set.camRecord($0)) })
     }
 
+    /// --part-seconds 0: every image is committed as its own part although --chunk would hold them all, so a kill
+    /// loses at most the image in progress.
+    func testPartsAreCommittedByTimeAsWellAsByCount() throws {
+        let f = try makeFixture()
+        let out = f.dir.appendingPathComponent("timed")
+        let result = try TestSupport.pcsMPI(inferArguments(f, out: out) + ["--chunk", "100", "--part-seconds", "0"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let parts = try FileManager.default.contentsOfDirectory(atPath: out.path).filter { $0.hasPrefix("cams-a") }
+        XCTAssertEqual(parts.count, try records(out).count)
+        XCTAssertGreaterThan(parts.count, 1)
+    }
+
     func testRankInvarianceResumeAndReference() throws {
         let f = try makeFixture()
         let one = f.dir.appendingPathComponent("cams1"), two = f.dir.appendingPathComponent("cams2")
