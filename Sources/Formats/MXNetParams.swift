@@ -308,7 +308,7 @@ public enum MXNetParams {
             }
             return floats { Float(bitPattern: load($0, UInt32.self)) }
         case .float64: return floats { Float(Double(bitPattern: load($0, UInt64.self))) }
-        case .float16: return floats { PthReader.float(half: load($0, UInt16.self)) }
+        case .float16: return floats { TensorMaterializer.float(half: load($0, UInt16.self)) }
         case .bfloat16: return floats { Float(bitPattern: UInt32(load($0, UInt16.self)) << 16) }
         case .uint8, .bool: return integers { Int64(raw[$0]) }
         case .int8: return integers { Int64(Int8(bitPattern: raw[$0])) }

@@ -84,9 +84,12 @@ public enum ResNet38Weights {
     /// names, `linear1000` dropped. Keys of the table come first in its order (an MXNet file's order is a Python
     /// dict's), any others after them in file order. Two arrays that map to one key throw.
     public static func fromMXNet(_ dict: StateDict, source: String? = nil) throws -> StateDict {
-        let source = source ?? dict.source ?? "MXNet weights"
+        try fromMXNet(dict.entries.map { ($0.key, $0.tensor) }, source: source ?? dict.source ?? "MXNet weights")
+    }
+
+    static func fromMXNet(_ entries: [(name: String, tensor: StateTensor)], source: String) throws -> StateDict {
         var renamed: [String: StateTensor] = [:], origin: [String: String] = [:], fileOrder: [String] = []
-        for (name, tensor) in dict.entries {
+        for (name, tensor) in entries {
             guard let key = try pytorchName(mxnet: name, source: source) else { continue }
             if let other = origin[key] {
                 throw CheckpointError(file: source, what: "MXNet arrays \"\(other)\" and \"\(name)\" both become \"\(key)\"")
@@ -102,9 +105,10 @@ public enum ResNet38Weights {
         return result
     }
 
-    /// Reads an MXNet `.params` file and renames it (`MXNetParams.stateDict`, then `fromMXNet`).
+    /// Reads an MXNet `.params` file and renames it (`MXNetParams.read`, then `fromMXNet`; errors name the arrays as
+    /// stored, prefixes included).
     public static func loadMXNet(_ path: String) throws -> StateDict {
-        try fromMXNet(MXNetParams.stateDict(path), source: path)
+        try fromMXNet(MXNetParams.read(path).map { ($0.name, $0.tensor) }, source: path)
     }
 
     // MARK: checking
@@ -128,11 +132,12 @@ public enum ResNet38Weights {
     @discardableResult
     public static func checkAffinityNet(_ entries: [(key: String, shape: [Int])], source: String) throws -> StateDictReport {
         let full = entries.contains { isHead($0.key) }
-        let report = report(entries, against: full ? affinityNet.map { ($0.key, $0.shape) } : backbone)
-        guard report.isExactMatch else {
-            throw CheckpointError(file: source, what: "state dict does not match the ResNet-38 \(full ? "AffinityNet" : "backbone"): \(report)")
+        let expected: [(key: String, shape: [Int])] = full ? affinityNet.map { ($0.key, $0.shape) } : backbone
+        let differences = report(entries, against: expected)
+        guard differences.isExactMatch else {
+            throw CheckpointError(file: source, what: "state dict does not match the ResNet-38 \(full ? "AffinityNet" : "backbone"): \(differences)")
         }
-        return report
+        return differences
     }
 
     /// `checkAffinityNet` on a state dict.
