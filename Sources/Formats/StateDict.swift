@@ -181,7 +181,8 @@ extension StateDict {
         "/" + group.split(separator: "/").joined(separator: "/")
     }
 
-    /// Loads a checkpoint of any supported format, by content: HDF5 (our own), or a PyTorch `.pth` (zip or legacy).
+    /// Loads a checkpoint of any supported format, by content: HDF5 (our own), a PyTorch `.pth` (zip or legacy), or an
+    /// MXNet `.params` file (names as stored, `arg:`/`aux:` stripped; `ResNet38Weights.fromMXNet` renames them).
     public static func load(path: String) throws -> StateDict {
         guard let handle = FileHandle(forReadingAtPath: path) else {
             throw CheckpointError(file: path, what: FileManager.default.fileExists(atPath: path) ? "cannot read the file" : "no such file")
@@ -191,7 +192,8 @@ extension StateDict {
         let hdf5Signature: [UInt8] = [0x89, 0x48, 0x44, 0x46, 0x0D, 0x0A, 0x1A, 0x0A]
         if Array(head) == hdf5Signature { return try load(from: path) }
         if head.withUnsafeBytes({ PthReader.looksLikePth($0) }) { return try PthReader.stateDict(path) }
-        throw CheckpointError(file: path, what: "not a checkpoint: neither HDF5 nor a PyTorch .pth file")
+        if head.withUnsafeBytes({ MXNetParams.looksLikeParams($0) }) { return try MXNetParams.stateDict(path) }
+        throw CheckpointError(file: path, what: "not a checkpoint: neither HDF5, a PyTorch .pth nor an MXNet .params file")
     }
 }
 
