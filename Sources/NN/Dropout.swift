@@ -21,6 +21,31 @@ public func dropout(_ x: Tensor, p: Float, keep: [Bool]) -> Tensor {
     return mul(x, dropMask(keep, p: p, shape: x.shape))
 }
 
+/// Channel dropout, as PyTorch's `F.dropout2d(x, p, training)` (ResNet-38's b6 / b7, spec §8.1): each channel
+/// (b, c) of x (B, C, H, W) is kept whole with probability 1 − p and scaled by 1/(1 − p), or zeroed whole:
+///
+///     y[b, c, :, :] = x[b, c, :, :] · [keep_bc] / (1 − p),   keep_bc ~ Bernoulli(1 − p).
+///
+/// Shapes: x (B, C, H, W) any layout, y the same. The identity (x itself) when `training` is false or p = 0; p = 1
+/// zeroes everything. One `nextFloat()` per (b, c), row-major (b outer), kept when ≥ p; the (B, C, 1, 1) mask is
+/// saved for backward: dx[b, c] = dy[b, c] · [keep_bc] / (1 − p).
+public func dropout2d(_ x: Tensor, p: Float, training: Bool, rng: inout SeededRandom) -> Tensor {
+    precondition(p >= 0 && p <= 1, "dropout2d: p = \(p) is outside [0, 1] (input \(x.shape))")
+    precondition(x.shape.count == 4, "dropout2d: input \(x.shape) is not (B, C, H, W)")
+    guard training && p > 0 else { return x }
+    let keep = (0..<(x.shape[0] * x.shape[1])).map { _ in rng.nextFloat() >= p }
+    return dropout2d(x, p: p, keep: keep)
+}
+
+/// Channel dropout with a given mask (`keep`, one flag per (b, c), row-major): y[b, c] = x[b, c] · [keep_bc] / (1 − p).
+/// What `dropout2d(_:p:training:rng:)` applies; also how a mask drawn elsewhere (e.g. by PyTorch) is replayed.
+public func dropout2d(_ x: Tensor, p: Float, keep: [Bool]) -> Tensor {
+    precondition(p >= 0 && p <= 1, "dropout2d: p = \(p) is outside [0, 1] (input \(x.shape))")
+    precondition(x.shape.count == 4, "dropout2d: input \(x.shape) is not (B, C, H, W)")
+    precondition(keep.count == x.shape[0] * x.shape[1], "dropout2d: \(keep.count) mask flags for input \(x.shape)")
+    return mul(x, dropMask(keep, p: p, shape: [x.shape[0], x.shape[1], 1, 1]))
+}
+
 /// Stochastic depth ("drop path"), as timm's `drop_path(x, p, training)`: each SAMPLE (index along dim 0) is kept
 /// with probability 1 − p, kept samples scaled by 1/(1 − p), dropped samples zeroed as a whole:
 ///

@@ -6,6 +6,7 @@ import CDNNL
 /// - ReLU: y = max(x, 0); dx = dy · [x > 0].
 /// - GELU, exact erf form (PyTorch's default `nn.GELU()`): y = x·Φ(x) = ½x(1 + erf(x/√2));
 ///   dx = dy · (Φ(x) + x·φ(x)).
+/// - ELU (with its α): `elu(_:alpha:)`.
 public enum Activation: String {
     case relu, gelu
 
@@ -21,27 +22,46 @@ public enum Activation: String {
 
 /// Applies an activation; see `Activation`.
 public func activation(_ kind: Activation, _ x: Tensor) -> Tensor {
+    eltwise("\(kind)", kind.algorithm, alpha: 0, savesOutput: kind == .relu, x)
+}
+
+/// ELU, as PyTorch's `F.elu(x, alpha)` (the AffinityNet head, spec §8.2), on oneDNN's eltwise primitive in x's
+/// layout:
+///
+///     y = x                 (x > 0)
+///     y = α·(eˣ − 1)        (x ≤ 0)
+///
+/// Backward: dx = dy for x > 0, dy·α·eˣ = dy·(y + α) for x ≤ 0 (so α·dy at x = 0, as PyTorch). For α ≥ 0 it is
+/// computed from the output, so the input can be freed after forward; for α < 0 from the input.
+public func elu(_ x: Tensor, alpha: Float = 1) -> Tensor {
+    alpha >= 0 ? eltwise("elu\(alpha)", dnnl_eltwise_elu_use_dst_for_bwd, alpha: alpha, savesOutput: true, x)
+               : eltwise("elu\(alpha)", dnnl_eltwise_elu, alpha: alpha, savesOutput: false, x)
+}
+
+/// One oneDNN eltwise op forward, recording its backward. `savesOutput`: backward reads y (a `_use_dst_for_bwd`
+/// algorithm) rather than x.
+private func eltwise(_ name: String, _ algorithm: dnnl_alg_kind_t, alpha: Float, savesOutput: Bool, _ x: Tensor) -> Tensor {
     let training = Autograd.needsGrad(x)
     let layout = x.layoutKey
-    let forward = PrimitiveCache.primitive("eltwise.\(kind)\(training)\(x.shape)\(layout)") {
+    let forward = PrimitiveCache.primitive("eltwise.\(name)\(training)\(x.shape)\(layout)") {
         var md = x.desc
         var desc = dnnl_eltwise_desc_t()
         dnnlCheck(dnnl_eltwise_forward_desc_init(&desc, training ? dnnl_forward_training : dnnl_forward_inference,
-                                                 kind.algorithm, &md, 0, 0), "describe \(kind)")
-        return makePrimitiveDesc(&desc, "\(kind) \(x.shape)")
+                                                 algorithm, &md, alpha, 0), "describe \(name)")
+        return makePrimitiveDesc(&desc, "\(name) \(x.shape)")
     }
     let y = Tensor(shape: x.shape, desc: x.desc)
     forward.execute([(DNNL_ARG_SRC, x.storage.data), (DNNL_ARG_DST, y.storage.data)])
     guard training else { return y }
-    // What backward reads: the output for ReLU, the input for GELU (see `Activation.algorithm`).
-    let saved = kind == .relu ? (DNNL_ARG_DST, y) : (DNNL_ARG_SRC, x)
+    // What backward reads: the output or the input (see `Activation.algorithm`).
+    let saved = savesOutput ? (DNNL_ARG_DST, y) : (DNNL_ARG_SRC, x)
     Autograd.record(y) { [x = x.slot] dy in
-        let backward = PrimitiveCache.primitive("eltwise.\(kind).bwd\(x.shape)\(layout)") {
+        let backward = PrimitiveCache.primitive("eltwise.\(name).bwd\(x.shape)\(layout)") {
             var md = x.desc
             var diff = x.desc
             var desc = dnnl_eltwise_desc_t()
-            dnnlCheck(dnnl_eltwise_backward_desc_init(&desc, kind.algorithm, &diff, &md, 0, 0), "describe \(kind) backward")
-            return makePrimitiveDesc(&desc, "\(kind) backward \(x.shape)", hint: forward.pd)
+            dnnlCheck(dnnl_eltwise_backward_desc_init(&desc, algorithm, &diff, &md, alpha, 0), "describe \(name) backward")
+            return makePrimitiveDesc(&desc, "\(name) backward \(x.shape)", hint: forward.pd)
         }
         let dy = Reorder.ensure(dy, x.desc)
         let dx = Tensor(shape: x.shape, desc: x.desc)

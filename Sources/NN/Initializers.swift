@@ -15,6 +15,31 @@ public enum Initializers {
         return Tensor((0..<shape.reduce(1, *)).map { _ in normal(&rng) * std }, shape: shape, requiresGrad: true)
     }
 
+    /// Kaiming normal, fan-in mode, as PyTorch's `kaiming_normal_(w)` defaults (a = 0, `fan_in`, leaky-ReLU gain
+    /// √(2 / (1 + a²)) = √2): std = gain / √fanIn, fanIn = I · kH · kW (shape (O, I, kH, kW), or (O, I) for a linear
+    /// weight). The AffinityNet heads `f8_3`, `f8_4`, `f8_5` (spec §8.2).
+    public static func kaimingNormalFanIn(_ shape: [Int], gain: Float = Float(2.0.squareRoot()), rng: inout SeededRandom) -> Tensor {
+        let (fanIn, _) = fans(shape)
+        let std = gain / Float(Double(fanIn).squareRoot())
+        return Tensor((0..<shape.reduce(1, *)).map { _ in normal(&rng) * std }, shape: shape, requiresGrad: true)
+    }
+
+    /// Xavier (Glorot) uniform, as PyTorch's `xavier_uniform_(w, gain)`: U(−b, b) with
+    /// b = gain · √(6 / (fanIn + fanOut)), fanIn = I · kH · kW, fanOut = O · kH · kW. AffinityNet's `f9` uses gain 4
+    /// (spec §8.2).
+    public static func xavierUniform(_ shape: [Int], gain: Float = 1, rng: inout SeededRandom) -> Tensor {
+        let (fanIn, fanOut) = fans(shape)
+        let bound = gain * Float((6.0 / Double(fanIn + fanOut)).squareRoot())
+        return uniform(shape, bound: bound, rng: &rng)
+    }
+
+    /// PyTorch's `_calculate_fan_in_and_fan_out`: (I · receptive field, O · receptive field) of a weight (O, I, …).
+    static func fans(_ shape: [Int]) -> (fanIn: Int, fanOut: Int) {
+        precondition(shape.count >= 2, "fan in and fan out need a weight of at least 2 dimensions, got \(shape)")
+        let receptive = shape.dropFirst(2).reduce(1, *)
+        return (shape[1] * receptive, shape[0] * receptive)
+    }
+
     /// Truncated normal as timm's `trunc_normal_(std=σ)`: N(0, σ) redrawn outside [−2, 2] (absolute bounds).
     public static func truncatedNormal(_ shape: [Int], std: Float, rng: inout SeededRandom) -> Tensor {
         let values = (0..<shape.reduce(1, *)).map { _ -> Float in
