@@ -66,7 +66,7 @@ let package = Package(
         .testTarget(
             name: "PCSformerTests",
             dependencies: ["PCSformer", "Segmentation", "Storage", "Formats", "NN", "TestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "CLITests", dependencies: ["NN", "Formats", "Storage", "Distributed", "Imaging", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["NN", "Formats", "Storage", "Distributed", "Imaging", "PCSformer", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )
