@@ -141,6 +141,7 @@ struct EvalCommand: ParsableCommand {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let url = URL(fileURLWithPath: out ?? folder.appendingPathComponent("eval.json").path)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         try AtomicFile.write(try encoder.encode(report), to: url)
     }
 

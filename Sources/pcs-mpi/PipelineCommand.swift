@@ -17,13 +17,15 @@ struct PipelineCommand: ParsableCommand {
         split lists). The SP stages run when the file has a train-sp section; infer-cam-sp and eval-sp take the \
         infer-cam and eval sections' options unless they have their own. Outputs: RUN/synth, RUN/shards, \
         RUN/train-pc, RUN/cams-pc, RUN/eval-pc (eval.json, seeds/, contact-sheet.png), RUN/features, RUN/cluster, \
-        RUN/train-sp, RUN/cams-sp, RUN/eval-sp, RUN/crf-labels (the la/ha maps) and RUN/manifest.json, which records each stage's commands and a stamp over them and \
+        RUN/train-sp, RUN/cams-sp, RUN/eval-sp, RUN/crf-labels (the la/ha maps), with a train-aff section RUN/train-aff, RUN/rw (random-walk labels), \
+        RUN/pseudo-labels (CSE) and RUN/eval-labels, and RUN/manifest.json, which records each stage's commands and a stamp over them and \
         its inputs. A stage whose stamp is unchanged and whose outputs exist is skipped; an interrupted training \
         or inference stage resumes; --from STAGE redoes that stage and every later one.
         """)
 
     static let stageNames = ["synth", "ingest", "train-pc", "infer-cam", "eval",
-                             "extract-features", "cluster", "train-sp", "infer-cam-sp", "eval-sp", "crf-labels"]
+                             "extract-features", "cluster", "train-sp", "infer-cam-sp", "eval-sp", "crf-labels",
+                             "train-aff", "infer-aff", "cse", "eval-labels"]
 
     @Option(help: "The pipeline's YAML file.")
     var config: String
@@ -136,6 +138,31 @@ struct PipelineCommand: ParsableCommand {
         list.append(Stage(name: "crf-labels", inputs: ["infer-cam-sp"], outputs: ["crf-labels"], resumable: true) {
             [["crf-labels", "--data", path("shards"), "--split", split, "--cams", path("cams-sp"), "--out", path("crf-labels")]
                 + file.arguments("crf-labels")]
+        })
+        guard file.sections["train-aff"] != nil else { return list }
+
+        // AffinityNet on the la/ha maps, its random walk from the SP CAMs, CSE, and the scores of both label sets.
+        let affModel = file.value("train-aff", "model") ?? "aff"
+        list.append(Stage(name: "train-aff", inputs: ["crf-labels"], outputs: ["train-aff"], resumable: true) {
+            [["train-aff", "--data", path("shards"), "--split", split, "--labels", path("crf-labels"), "--out", path("train-aff"),
+              "--resume", "auto"] + file.arguments("train-aff")]
+        })
+        list.append(Stage(name: "infer-aff", inputs: ["train-aff"], outputs: ["rw"], resumable: true) {
+            guard let weights = try TrainCheckpoint.newest(in: run.appendingPathComponent("train-aff")) else {
+                throw FileError(path: path("train-aff"), what: "no checkpoint to run infer-aff with")
+            }
+            return [["infer-aff", "--data", path("shards"), "--split", split, "--cams", path("cams-sp"), "--weights", weights.path,
+                     "--model", affModel, "--out", path("rw")] + file.arguments("infer-aff")]
+        })
+        list.append(Stage(name: "cse", inputs: ["infer-aff"], outputs: ["pseudo-labels"], resumable: true) {
+            [["cse", "--data", path("shards"), "--split", split, "--attention", path("cams-sp"), "--rw", path("rw"),
+              "--out", path("pseudo-labels")] + file.arguments("cse")]
+        })
+        list.append(Stage(name: "eval-labels", inputs: ["cse"], outputs: ["eval-labels"]) {
+            ["rw", "pseudo-labels"].map { set in
+                ["eval", "--data", path("shards"), "--split", split, "--type", "labels", "--predictions", path(set),
+                 "--out", path("eval-labels/\(set).json")]
+            }
         })
         return list
     }
