@@ -19,6 +19,8 @@ public final class AffinityTrainingStage: TrainingStage {
     public let pairs: AffinityPairs
     /// The new heads' learning-rate multiplier (upstream: 10×).
     public var headMultiplier: Float = 10
+    /// Label of the crop's padding: 0 (background) as PCSformer's data code, or 255 (ignored) as PSA's (§12 Q4).
+    public var padLabelsIgnore = false
     public var modelRandom = SeededRandom(seed: 0)
 
     /// One rank's batch: images (n, 3, S, S) CHW, and each image's combined label map at S/8 (0, classes, 255).
@@ -78,13 +80,15 @@ public final class AffinityTrainingStage: TrainingStage {
             let jittered = ColorJitter.apply(image, jitter.draw(&random))
             let placement = crop.draw(width: image.width, height: image.height, rng: &random)
             let flip = random.nextDouble() < 0.5
-            var stack = [Float](repeating: 0, count: image.width * image.height * 5)
+            // A sixth channel of ones marks the image inside the zero-padded container.
+            var stack = [Float](repeating: 0, count: image.width * image.height * 6)
             for p in 0..<(image.width * image.height) {
-                for c in 0..<3 { stack[p * 5 + c] = Float(jittered.pixels[p * 3 + c]) }
-                stack[p * 5 + 3] = Float(la.pixels[p])
-                stack[p * 5 + 4] = Float(ha.pixels[p])
+                for c in 0..<3 { stack[p * 6 + c] = Float(jittered.pixels[p * 3 + c]) }
+                stack[p * 6 + 3] = Float(la.pixels[p])
+                stack[p * 6 + 4] = Float(ha.pixels[p])
+                stack[p * 6 + 5] = 1
             }
-            let cropped = crop.apply(stack, width: image.width, height: image.height, channels: 5, placement: placement)
+            let cropped = crop.apply(stack, width: image.width, height: image.height, channels: 6, placement: placement)
             var chw = [Float](repeating: 0, count: 3 * s * s)
             var label = [UInt8](repeating: 0, count: (s / 8) * (s / 8))
             for y in 0..<s {
@@ -95,7 +99,8 @@ public final class AffinityTrainingStage: TrainingStage {
                     }
                     if y % 8 == 0, x % 8 == 0 {
                         let la = UInt8(cropped[(3 * s + y) * s + source]), ha = UInt8(cropped[(4 * s + y) * s + source])
-                        label[(y / 8) * (s / 8) + x / 8] = Self.combined(la: la, ha: ha)
+                        let padding = cropped[(5 * s + y) * s + source] == 0
+                        label[(y / 8) * (s / 8) + x / 8] = padding && padLabelsIgnore ? 255 : Self.combined(la: la, ha: ha)
                     }
                 }
             }

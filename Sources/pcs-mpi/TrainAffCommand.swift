@@ -64,6 +64,8 @@ struct TrainAffCommand: ParsableCommand {
     var keep: Int?
     @Option(help: "Stop after this many updates (0: all). Default: 0.")
     var maxSteps: Int?
+    @Flag(help: "Label the crop's padding 255 (ignored) as PSA did, instead of PCSformer's 0 (background) (spec §12 Q4).")
+    var padLabelsIgnore = false
 
     @OptionGroup var global: GlobalOptions
 
@@ -89,6 +91,7 @@ struct TrainAffCommand: ParsableCommand {
         loop.optimizer = .sgd(momentum: try file.resolve("momentum", flag: momentum, default: 5e-4))
         let cropSize = try file.resolve("crop", flag: crop, default: 448)
         let resume = try file.resolveOptional("resume", flag: resume)
+        let padIgnore = try file.resolve("pad-labels-ignore", flag: padLabelsIgnore ? true : nil, default: false)
         try file.checkUnknownKeys()
         guard loop.learningRate > 0, loop.weightDecay >= 0, loop.epochs >= 1, loop.globalBatch >= 1, loop.accumulate >= 1, loop.keep >= 0 else {
             throw ValidationError("--lr must be positive, --weight-decay and --keep ≥ 0, --epochs, --batch and --accumulate ≥ 1")
@@ -104,6 +107,7 @@ struct TrainAffCommand: ParsableCommand {
         }
         network.freezeAsUpstream()
         let stage = try AffinityTrainingStage(network: network, dataset: dataset, labelSet: labelSet, cropSize: cropSize)
+        stage.padLabelsIgnore = padIgnore
         // Poly over the whole run, refreshed every update (spec §8.5).
         let batchesPerEpoch = dataset.count / loop.globalBatch
         loop.schedule = .poly(maxIterations: max(1, loop.iterations ?? loop.epochs * batchesPerEpoch), power: 0.9)
