@@ -43,7 +43,11 @@ public final class AffinityNet: Module {
 
     /// The 448-channel embedding (B, 448, H/8, W/8) of images (B, 3, H, W).
     public func callAsFunction(_ x: Tensor, training: Bool, rng: inout SeededRandom) -> Tensor {
-        let d = backbone.features(x, training: training, rng: &rng)
+        embedding(backbone.features(x, training: training, rng: &rng))
+    }
+
+    /// The embedding of side outputs already computed (`backbone.features`), for callers that also want those.
+    public func embedding(_ d: ResNet38Features) -> Tensor {
         let heads = [elu(f8_3(d.conv4)), elu(f8_4(d.conv5)), elu(f8_5(d.conv6))]
         return elu(f9(concat(heads, axis: 1)))
     }

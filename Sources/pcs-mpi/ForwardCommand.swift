@@ -1,4 +1,5 @@
 import ArgumentParser
+import Formats
 import Foundation
 import NN
 import PCSformer
@@ -6,10 +7,35 @@ import PCSformer
 extension ModelVariant: ExpressibleByArgument {}
 extension CAMMethod: ExpressibleByArgument {}
 
-/// `--model` and `--weights`, shared by the commands that build a Conformer.
+/// What `forward --model` builds: a Conformer variant, or AffinityNet (`aff`, ResNet-38d; `tiny-aff`).
+enum ForwardModel: ExpressibleByArgument, CustomStringConvertible {
+    case conformer(ModelVariant)
+    case affinity(tiny: Bool)
+
+    init?(argument: String) {
+        switch argument {
+        case "aff": self = .affinity(tiny: false)
+        case "tiny-aff": self = .affinity(tiny: true)
+        default:
+            guard let variant = ModelVariant(rawValue: argument) else { return nil }
+            self = .conformer(variant)
+        }
+    }
+
+    var description: String {
+        switch self {
+        case .conformer(let variant): variant.rawValue
+        case .affinity(let tiny): tiny ? "tiny-aff" : "aff"
+        }
+    }
+
+    static var allValueStrings: [String] { ModelVariant.allCases.map(\.rawValue) + ["aff", "tiny-aff"] }
+}
+
+/// `--model` and `--weights` of `forward`.
 struct ModelOptions: ParsableArguments {
-    @Option(help: "Network: \(ModelVariant.allCases.map(\.rawValue).joined(separator: ", ")) (tiny-* are small configurations for tests and demos).")
-    var model: ModelVariant = .pc
+    @Option(help: "Network: \(ForwardModel.allValueStrings.joined(separator: ", ")) (tiny-* are small configurations for tests and demos).")
+    var model: ForwardModel = .conformer(.pc)
 
     @Option(help: "Sub-prototypes per class for SP networks: the extra heads have (classes − 1)·k outputs.")
     var k: Int = 10
@@ -26,21 +52,29 @@ struct ModelOptions: ParsableArguments {
     func validate() throws {
         guard k >= 1 else { throw ValidationError("--k must be at least 1; got \(k)") }
         if imagenet, weights == nil { throw ValidationError("--imagenet needs --weights") }
+        if case .affinity = model, imagenet { throw ValidationError("--imagenet is for Conformer models, not \(model)") }
     }
 
-    func build() throws -> Conformer {
-        let conformer = Conformer(model.config(k: k), seed: seed)
+    func build(_ variant: ModelVariant) throws -> Conformer {
+        let conformer = Conformer(variant.config(k: k), seed: seed)
         if let weights {
             if imagenet { try ConformerCheckpoint.loadImageNet(conformer, path: weights) } else { try ConformerCheckpoint.loadStrict(conformer, path: weights) }
         }
         return conformer
+    }
+
+    /// AffinityNet, with --weights (a train-aff checkpoint or upstream's resnet38_aff.pth) loaded strictly.
+    func buildAffinity(tiny: Bool) throws -> AffinityNet {
+        let network = AffinityNet(tiny ? .tiny : .full, seed: seed)
+        if let weights { try network.load(try StateDict.load(path: weights), strict: true, source: weights) }
+        return network
     }
 }
 
 struct ForwardCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "forward",
-        abstract: "Run a Conformer on a tensor from HDF5; write logits, CAM and, with --train, the loss and all gradients.",
+        abstract: "Run a Conformer or AffinityNet on a tensor from HDF5; write its outputs and, with --train, the loss and gradients.",
         discussion: """
         Input HDF5: `input` (B, 3, H, W) float32, H and W multiples of 16 (already normalised); with --train also \
         `label` (B, classes − 1) and, for SP networks, `sub_label` (B, (classes − 1)·k). \
@@ -48,6 +82,12 @@ struct ForwardCommand: ParsableCommand {
         `method`; SP: `sub_conv_logits`, `sub_trans_logits`, `pooled_feature`; --train: `loss` (1) and \
         `grad/<state-dict key>` for every parameter. BatchNorm runs on running statistics (eval) unless --bn-train; \
         drop path is off unless --drop-path, so a --train pass is deterministic.
+
+        --model aff / tiny-aff (AffinityNet, spec §8.2): `input` H and W multiples of 8; output `conv4`, `conv5`, \
+        `conv6` and `affinity` (B, D, P) (radius 5, D = 34, when the H/8 × W/8 map's smaller side is ≥ 11). \
+        --train reads the pair masks `bg_pos`, `fg_pos`, `neg` (B, D, P) and writes `loss` (bg/4 + fg/4 + neg/2) and \
+        `grad/<key>` for every trained parameter under upstream's freezing (stem and b2* fixed, BatchNorm frozen). \
+        BatchNorm always on running statistics and channel dropout off (upstream trains with dropout), so deterministic.
         """)
 
     @OptionGroup var modelOptions: ModelOptions
@@ -80,7 +120,17 @@ struct ForwardCommand: ParsableCommand {
 
     func run() throws {
         _ = global.startWorld()
-        let model = try modelOptions.build()
+        let variant: ModelVariant
+        switch modelOptions.model {
+        case .affinity(let tiny):
+            guard !bnTrain, !dropPath else { throw ValidationError("--bn-train and --drop-path are for Conformer models") }
+            let network = try modelOptions.buildAffinity(tiny: tiny)
+            network.setBatchNormMode(.inference)
+            try AffinityForwardTool(network: network, train: train).run(input: input, output: out)
+            return
+        case .conformer(let v): variant = v
+        }
+        let model = try modelOptions.build(variant)
         model.setBatchNormMode(bnTrain ? .training : .inference)
         var tool = ForwardTool(model: model, method: method, train: train, dropPath: dropPath)
         tool.labelDataset = label
