@@ -93,8 +93,14 @@ struct InferAffCommand: ParsableCommand {
             return Double(size.width * size.height)
         }, item: { id, writer in
             guard camSet.contains(id) else { throw FileError(path: cams, what: "no CAMs for image \(id); run infer-cam on this split") }
-            let image = try ImageFile.decodeRGB(try dataset.record(id).image, name: "\(dataset.index.name)/\(id)")
-            let map = try labeler(image: image, cams: try camSet.camRecord(id).maps, id: id, labels: labels, threads: ComputeThreads.current)
+            let record = try dataset.record(id)
+            let image = try ImageFile.decodeRGB(record.image, name: "\(dataset.index.name)/\(id)")
+            let maps = try camSet.camRecord(id).maps
+            let listed = record.label.indices.filter { record.label[$0] == 1 }
+            guard Set(listed).isSubset(of: maps.classes) else {
+                throw FileError(path: cams, what: "image \(id) has classes \(listed) but CAMs only for \(maps.classes); the CAM set is not this split's")
+            }
+            let map = try labeler(image: image, cams: maps, id: id, labels: labels, threads: ComputeThreads.current)
             try writer.add(LabelMapRecord(id: id, width: image.width, height: image.height, maps: [PseudoLabeler.mapName: map]))
             if let pngFolder {
                 let png = try PNGCodec.encodeIndexed(PixelImage(width: image.width, height: image.height, channels: 1, pixels: map))

@@ -146,7 +146,7 @@ final class CRFCommandTests: XCTestCase {
 
     /// CAMs for every image of `dataset`: for each present class, 0.9 inside its mask region and 0.1 outside
     /// (rows shifted by one pixel, so the CRF has edges to fix).
-    static func writeCAMs(from dataset: ShardedDataset, into folder: URL) throws {
+    static func writeCAMs(from dataset: ShardedDataset, into folder: URL, dropClassesOf dropped: String? = nil) throws {
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let attributes = [CAMSetAttributes.dataset: dataset.index.name, CAMSetAttributes.datasetFingerprint: dataset.fingerprint,
                           CAMSetAttributes.settings: "test"]
@@ -155,7 +155,7 @@ final class CRFCommandTests: XCTestCase {
         for id in dataset.ids {
             let record = try dataset.record(id)
             let mask = try PNGCodec.decodeIndices(try XCTUnwrap(record.mask), name: id)
-            let classes = record.label.indices.filter { record.label[$0] == 1 }
+            let classes = id == dropped ? [] : record.label.indices.filter { record.label[$0] == 1 }
             var values: [Float] = []
             for c in classes {
                 for y in 0..<mask.height {

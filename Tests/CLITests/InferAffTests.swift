@@ -45,10 +45,40 @@ final class InferAffTests: XCTestCase {
                                           "--out", dir.appendingPathComponent("pseudo").path])
         XCTAssertEqual(cse.status, 0, cse.stderr)
 
+        // CAMs missing an image's classes are refused, naming the image.
+        let partial = dir.appendingPathComponent("partial-cams")
+        try CRFCommandTests.writeCAMs(from: dataset, into: partial, dropClassesOf: dataset.ids[1])
+        let missing = try TestSupport.pcsMPI(["infer-aff", "--data", shards.path, "--cams", partial.path, "--weights", weights.path,
+                                              "--model", "tiny-aff", "--out", dir.appendingPathComponent("y").path])
+        XCTAssertEqual(missing.status, 1, missing.stderr)
+        XCTAssertTrue(missing.stderr.contains(dataset.ids[1]), missing.stderr)
+
         let wrong = dir.appendingPathComponent("wrong.h5")
         try AffinityNet(.tiny, seed: 3).backbone.stateDict().save(to: wrong.path)
         let refused = try inferAff(1, dir.appendingPathComponent("x"), weights: wrong)
         XCTAssertEqual(refused.status, 1, refused.stderr)
         XCTAssertTrue(refused.stderr.contains("wrong.h5") && refused.stderr.contains("f8_3.weight"), refused.stderr)
+    }
+
+    /// Images so small that their 4 × 4 feature map has no radius-2 pairs: upstream's fallback leaves the walk
+    /// nothing to spread, so the labels are the pooled scores' argmax (after the CRF); the run succeeds.
+    func testImagesSmallerThanThePairRadiusFallBack() throws {
+        let dir = try TestSupport.scratchDirectory()
+        let synth = dir.appendingPathComponent("synth"), shards = dir.appendingPathComponent("shards")
+        XCTAssertEqual(try TestSupport.pcsMPI(["synth", "--out", synth.path, "--images", "3", "--size", "32x32", "--classes", "2",
+                                               "--val-fraction", "0", "--log-level", "warning"]).status, 0)
+        XCTAssertEqual(try TestSupport.pcsMPI(["ingest", "voc", "--root", synth.path, "--split",
+                                               synth.appendingPathComponent("ImageSets/Segmentation/train.txt").path,
+                                               "--out", shards.path, "--shards", "1", "--log-level", "warning"]).status, 0)
+        let dataset = try ShardedDataset(directory: shards, name: "train")
+        let cams = dir.appendingPathComponent("cams")
+        try CRFCommandTests.writeCAMs(from: dataset, into: cams)
+        let weights = dir.appendingPathComponent("aff.h5")
+        try AffinityNet(.tiny, seed: 3).stateDict().save(to: weights.path)
+        let result = try TestSupport.pcsMPI(["infer-aff", "--data", shards.path, "--cams", cams.path, "--weights", weights.path,
+                                             "--model", "tiny-aff", "--out", dir.appendingPathComponent("rw").path])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let set = try ShardedDataset(directory: dir.appendingPathComponent("rw"), name: "rw")
+        XCTAssertEqual(try set.labelMap(dataset.ids[0], name: "labels").pixels.count, 32 * 32)
     }
 }

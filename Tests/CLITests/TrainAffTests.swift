@@ -49,5 +49,14 @@ final class TrainAffTests: XCTestCase {
         let base = try XCTUnwrap(lrs["lr_pretrained"] as? Double), heads = try XCTUnwrap(lrs["lr_heads"] as? Double)
         XCTAssertEqual(heads, 10 * base, accuracy: 1e-6 * heads)
         XCTAssertTrue(rows.allSatisfy { ($0["loss"] as? Double)?.isFinite == true })
+
+        // la/ha maps made for another shard set (the val split) are refused, naming the label set.
+        XCTAssertEqual(try TestSupport.pcsMPI(["ingest", "voc", "--root", synth.path, "--split",
+                                               synth.appendingPathComponent("ImageSets/Segmentation/train.txt").path,
+                                               "--out", shards.path, "--name", "other", "--shards", "1", "--log-level", "warning"]).status, 0)
+        let other = try TestSupport.pcsMPI(arguments.map { $0 == run.path ? dir.appendingPathComponent("other-run").path : $0 }
+                                           + ["--split", "other", "--max-steps", "1"])
+        XCTAssertEqual(other.status, 1, other.stderr)
+        XCTAssertTrue(other.stderr.contains("crf-labels-index.json"), other.stderr)
     }
 }
