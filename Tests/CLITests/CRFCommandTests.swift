@@ -76,12 +76,7 @@ final class CRFCommandTests: XCTestCase {
     /// `eval --type labels` agrees with the counts made here from the maps and masks.
     func testCRFLabelsOnOneAndTwoRanksResumeAndEval() throws {
         let dir = try TestSupport.scratchDirectory()
-        let synth = dir.appendingPathComponent("synth"), shards = dir.appendingPathComponent("shards")
-        XCTAssertEqual(try TestSupport.pcsMPI(["synth", "--out", synth.path, "--images", "10", "--size", "48x40", "--classes", "3",
-                                               "--val-fraction", "0", "--log-level", "warning"]).status, 0)
-        XCTAssertEqual(try TestSupport.pcsMPI(["ingest", "voc", "--root", synth.path, "--split",
-                                               synth.appendingPathComponent("ImageSets/Segmentation/train.txt").path,
-                                               "--out", shards.path, "--shards", "2", "--log-level", "warning"]).status, 0)
+        let shards = try SyntheticShards.make(in: dir, images: 10, size: "48x40", classes: 3, shards: 2)
         let dataset = try ShardedDataset(directory: shards, name: "train")
         let cams = dir.appendingPathComponent("cams")
         try Self.writeCAMs(from: dataset, into: cams)

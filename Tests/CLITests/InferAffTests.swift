@@ -11,12 +11,7 @@ import XCTest
 final class InferAffTests: XCTestCase {
     func testRandomWalkLabelsOnOneAndTwoRanksFeedCSE() throws {
         let dir = try TestSupport.scratchDirectory()
-        let synth = dir.appendingPathComponent("synth"), shards = dir.appendingPathComponent("shards")
-        XCTAssertEqual(try TestSupport.pcsMPI(["synth", "--out", synth.path, "--images", "6", "--size", "64x48", "--classes", "3",
-                                               "--val-fraction", "0", "--log-level", "warning"]).status, 0)
-        XCTAssertEqual(try TestSupport.pcsMPI(["ingest", "voc", "--root", synth.path, "--split",
-                                               synth.appendingPathComponent("ImageSets/Segmentation/train.txt").path,
-                                               "--out", shards.path, "--shards", "2", "--log-level", "warning"]).status, 0)
+        let shards = try SyntheticShards.make(in: dir, images: 6, size: "64x48", classes: 3, shards: 2)
         let dataset = try ShardedDataset(directory: shards, name: "train")
         let cams = dir.appendingPathComponent("cams")
         try CRFCommandTests.writeCAMs(from: dataset, into: cams)
@@ -64,12 +59,7 @@ final class InferAffTests: XCTestCase {
     /// nothing to spread, so the labels are the pooled scores' argmax (after the CRF); the run succeeds.
     func testImagesSmallerThanThePairRadiusFallBack() throws {
         let dir = try TestSupport.scratchDirectory()
-        let synth = dir.appendingPathComponent("synth"), shards = dir.appendingPathComponent("shards")
-        XCTAssertEqual(try TestSupport.pcsMPI(["synth", "--out", synth.path, "--images", "3", "--size", "32x32", "--classes", "2",
-                                               "--val-fraction", "0", "--log-level", "warning"]).status, 0)
-        XCTAssertEqual(try TestSupport.pcsMPI(["ingest", "voc", "--root", synth.path, "--split",
-                                               synth.appendingPathComponent("ImageSets/Segmentation/train.txt").path,
-                                               "--out", shards.path, "--shards", "1", "--log-level", "warning"]).status, 0)
+        let shards = try SyntheticShards.make(in: dir, images: 3, size: "32x32", classes: 2, shards: 1)
         let dataset = try ShardedDataset(directory: shards, name: "train")
         let cams = dir.appendingPathComponent("cams")
         try CRFCommandTests.writeCAMs(from: dataset, into: cams)

@@ -12,12 +12,8 @@ import XCTest
 final class TrainAffTests: XCTestCase {
     func testTrainsFromInitWithFrozenStemAndResumes() throws {
         let dir = try TestSupport.scratchDirectory()
-        let synth = dir.appendingPathComponent("synth"), shards = dir.appendingPathComponent("shards")
-        XCTAssertEqual(try TestSupport.pcsMPI(["synth", "--out", synth.path, "--images", "8", "--size", "96x80", "--classes", "3",
-                                               "--val-fraction", "0", "--log-level", "warning"]).status, 0)
-        XCTAssertEqual(try TestSupport.pcsMPI(["ingest", "voc", "--root", synth.path, "--split",
-                                               synth.appendingPathComponent("ImageSets/Segmentation/train.txt").path,
-                                               "--out", shards.path, "--shards", "2", "--log-level", "warning"]).status, 0)
+        let shards = try SyntheticShards.make(in: dir, images: 8, size: "96x80", classes: 3, shards: 2)
+        let synth = dir.appendingPathComponent("synth")
         let dataset = try ShardedDataset(directory: shards, name: "train")
         let cams = dir.appendingPathComponent("cams"), maps = dir.appendingPathComponent("crf")
         try CRFCommandTests.writeCAMs(from: dataset, into: cams)
