@@ -34,6 +34,14 @@ kill_randomly() {
     sleep "$(awk -v r=$RANDOM 'BEGIN { printf "%.2f", 0.2 + 2.3 * r / 32767 }')"
     if kill -0 "$pid" 2> /dev/null; then kill -9 -- "-$pid" 2> /dev/null || true; echo killed; else echo finished; fi
     wait "$pid" 2> /dev/null || true
+    # Ranks that mpirun started may sit outside its process group and outlive it by a moment (until their next MPI
+    # call fails): make sure none is still writing before the rerun starts. Every job here names its own --out.
+    local out="${*: -1}"
+    for _ in $(seq 100); do
+        pgrep -f -- "--out $out( |$)" > /dev/null || break
+        pkill -9 -f -- "--out $out( |$)" 2> /dev/null || true
+        sleep 0.1
+    done
 }
 
 kills=0
@@ -51,7 +59,7 @@ for ((round = 0; round < rounds; round++)); do
         label="train-pc ($ranks rank(s))" ;;
     2)
         out="$work/shards-$round"
-        what=$(kill_randomly "$bin" ingest voc --root "$work/synth" --split "$list" --out "$out" --shards 4 "${quiet[@]}")
+        what=$(kill_randomly "$bin" ingest voc --root "$work/synth" --split "$list" --shards 4 "${quiet[@]}" --out "$out")
         if [ -d "$out" ]; then check finals "$out"; fi
         "$bin" ingest voc --root "$work/synth" --split "$list" --out "$out" --shards 4 "${quiet[@]}"
         check complete "$out"
