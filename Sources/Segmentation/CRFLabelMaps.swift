@@ -47,3 +47,12 @@ public struct CRFLabelMaps: Codable, Equatable {
         return LabelMapRecord(id: id, width: image.width, height: image.height, maps: maps)
     }
 }
+
+extension LabelMapRecord {
+    /// Writes map `name` as a VOC-palette PNG `<folder>/<id>.png` (upstream's `out_crf_*`, `out_rw`, `pseudo_label`).
+    public func writePalettePNG(_ name: String, into folder: URL) throws {
+        guard let pixels = maps[name] else { preconditionFailure("LabelMapRecord \(id) has no map '\(name)'") }
+        let png = try PNGCodec.encodeIndexed(PixelImage(width: width, height: height, channels: 1, pixels: pixels))
+        try AtomicFile.write(Data(png), to: folder.appendingPathComponent("\(id).png"))
+    }
+}

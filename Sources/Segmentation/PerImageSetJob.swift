@@ -156,3 +156,13 @@ public struct PerImageSetJob {
         return mine.count
     }
 }
+
+extension PerImageSetJob {
+    /// The cost most per-image work has: the image's pixel count (read from the shard, no decoding).
+    public static func pixelCount(in dataset: ShardedDataset) -> (String) throws -> Double {
+        { id in
+            let size = try dataset.locate(id).reader.imageSize(id)
+            return Double(size.width * size.height)
+        }
+    }
+}

@@ -57,6 +57,21 @@ extension ShardedDataset {
         try locate(id).reader.labelMap(id, name: name)
     }
 
+    /// The label set in `directory` (the first `NAME-index.json` there that is not a CAM set's), checked against
+    /// `dataset`; nil when the folder holds none.
+    public static func labelSet(in directory: URL, for dataset: ShardedDataset, made: String) throws -> ShardedDataset? {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        guard let name = names.filter({ $0.hasSuffix("-index.json") }).map({ String($0.dropLast("-index.json".count)) })
+            .filter({ $0 != CAMSetAttributes.name }).sorted().first else { return nil }
+        return try output(directory: directory, name: name, for: dataset, made: made)
+    }
+
+    /// The map `requested` of this label set, or its first map when nil; nil when the set has no such map.
+    public func labelMapName(_ requested: String?) -> String? {
+        guard let name = requested ?? labelMapNames.first, labelMapNames.contains(name) else { return nil }
+        return name
+    }
+
     /// The maps a label set holds (`LabelSetAttributes.maps`).
     public var labelMapNames: [String] {
         (index.attributes[LabelSetAttributes.maps] ?? "").split(separator: ",").map(String.init)

@@ -72,10 +72,7 @@ struct CRFLabelsCommand: ParsableCommand {
         job.exportFolders = folders ?? []
         job.attributes = [LabelSetAttributes.maps: [CRFLabelMaps.foregroundName, CRFLabelMaps.backgroundName].joined(separator: ",")]
         let start = Date()
-        let computed = try job.run(world: world, cost: { id in
-            let size = try dataset.locate(id).reader.imageSize(id)
-            return Double(size.width * size.height)
-        }, item: { id, writer in
+        let computed = try job.run(world: world, cost: PerImageSetJob.pixelCount(in: dataset), item: { id, writer in
             guard camSet.contains(id) else {
                 throw FileError(path: cams, what: "no CAMs for image \(id); run infer-cam on this split")
             }
@@ -84,8 +81,7 @@ struct CRFLabelsCommand: ParsableCommand {
             try writer.add(record)
             if let folders {
                 for (folder, name) in zip(folders, [CRFLabelMaps.foregroundName, CRFLabelMaps.backgroundName]) {
-                    let map = PixelImage(width: record.width, height: record.height, channels: 1, pixels: record.maps[name]!)
-                    try AtomicFile.write(Data(try PNGCodec.encodeIndexed(map)), to: folder.appendingPathComponent("\(id).png"))
+                    try record.writePalettePNG(name, into: folder)
                 }
             }
         })

@@ -100,16 +100,10 @@ struct CSECommand: ParsableCommand {
         job.chunk = chunk
         job.exportFolders = pngFolder.map { [$0] } ?? []
         job.attributes = [LabelSetAttributes.maps: PseudoLabeler.mapName]
-        try job.run(world: world, cost: { id in
-            let size = try dataset.locate(id).reader.imageSize(id)
-            return Double(size.width * size.height)
-        }, item: { id, writer in
+        try job.run(world: world, cost: PerImageSetJob.pixelCount(in: dataset), item: { id, writer in
             let record = try labeler(id, dataset: dataset)
             try writer.add(record)
-            if let pngFolder {
-                let map = PixelImage(width: record.width, height: record.height, channels: 1, pixels: record.maps[PseudoLabeler.mapName]!)
-                try AtomicFile.write(Data(try PNGCodec.encodeIndexed(map)), to: pngFolder.appendingPathComponent("\(id).png"))
-            }
+            if let pngFolder { try record.writePalettePNG(PseudoLabeler.mapName, into: pngFolder) }
         })
         if world.isRoot { Log.info("cse: \(dataset.count) pseudo labels in \(out!)") }
     }
@@ -127,11 +121,8 @@ struct CSECommand: ParsableCommand {
     /// A label set (checked against the dataset) when the folder holds one, else a folder of label PNGs.
     func randomWalkSource(_ dataset: ShardedDataset) throws -> LabelSource {
         let folder = URL(fileURLWithPath: rw!)
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
-        if let index = names.first(where: { $0.hasSuffix("-index.json") }) {
-            let set = try ShardedDataset.output(directory: folder, name: String(index.dropLast("-index.json".count)), for: dataset,
-                                                made: "the random walk")
-            guard let map = rwMap ?? set.labelMapNames.first, set.labelMapNames.contains(map) else {
+        if let set = try ShardedDataset.labelSet(in: folder, for: dataset, made: "infer-aff") {
+            guard let map = set.labelMapName(rwMap) else {
                 throw ValidationError("--rw-map \(rwMap ?? "?"): the label set holds \(set.labelMapNames.joined(separator: ", "))")
             }
             return .labelSet(set, map: map)

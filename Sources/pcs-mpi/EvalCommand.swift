@@ -102,10 +102,10 @@ struct EvalCommand: ParsableCommand {
             let matrix = try job.countPNGPredictions(in: folder)
             report = Report(type: "png", threshold: nil, result: EvaluationReport(matrix, names: evaluation.labelNames, images: dataset.count), sweep: nil)
         case .labels:
-            guard let set = try labelSets(in: folder).first.map({ try ShardedDataset.output(directory: folder, name: $0, for: dataset, made: "crf-labels or cse") }) else {
+            guard let set = try ShardedDataset.labelSet(in: folder, for: dataset, made: "crf-labels or cse") else {
                 throw FileError(path: folder.path, what: "no label set here (a crf-labels or cse output folder holds NAME-index.json)")
             }
-            guard let name = map ?? set.labelMapNames.first, set.labelMapNames.contains(name) else {
+            guard let name = set.labelMapName(map) else {
                 throw ValidationError("--map \(map ?? "?"): the label set holds \(set.labelMapNames.joined(separator: ", "))")
             }
             let (matrix, ignoredShare) = try job.countLabelMaps(set, map: name)
@@ -143,12 +143,5 @@ struct EvalCommand: ParsableCommand {
         let url = URL(fileURLWithPath: out ?? folder.appendingPathComponent("eval.json").path)
         try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         try AtomicFile.write(try encoder.encode(report), to: url)
-    }
-
-    /// The label sets (index files of sets whose parts carry label maps) in `folder`, by name.
-    func labelSets(in folder: URL) throws -> [String] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: folder.path)) ?? []
-        return names.filter { $0.hasSuffix("-index.json") }.map { String($0.dropLast("-index.json".count)) }
-            .filter { $0 != CAMSetAttributes.name }.sorted()
     }
 }

@@ -88,10 +88,7 @@ struct InferAffCommand: ParsableCommand {
         job.exportFolders = pngFolder.map { [$0] } ?? []
         job.attributes = [LabelSetAttributes.maps: PseudoLabeler.mapName]
         let labels = dataset.classNames.count + 1
-        try job.run(world: world, cost: { id in
-            let size = try dataset.locate(id).reader.imageSize(id)
-            return Double(size.width * size.height)
-        }, item: { id, writer in
+        try job.run(world: world, cost: PerImageSetJob.pixelCount(in: dataset), item: { id, writer in
             guard camSet.contains(id) else { throw FileError(path: cams, what: "no CAMs for image \(id); run infer-cam on this split") }
             let record = try dataset.record(id)
             let image = try ImageFile.decodeRGB(record.image, name: "\(dataset.index.name)/\(id)")
@@ -101,11 +98,9 @@ struct InferAffCommand: ParsableCommand {
                 throw FileError(path: cams, what: "image \(id) has classes \(listed) but CAMs only for \(maps.classes); the CAM set is not this split's")
             }
             let map = try labeler(image: image, cams: maps, id: id, labels: labels, threads: ComputeThreads.current)
-            try writer.add(LabelMapRecord(id: id, width: image.width, height: image.height, maps: [PseudoLabeler.mapName: map]))
-            if let pngFolder {
-                let png = try PNGCodec.encodeIndexed(PixelImage(width: image.width, height: image.height, channels: 1, pixels: map))
-                try AtomicFile.write(Data(png), to: pngFolder.appendingPathComponent("\(id).png"))
-            }
+            let labelRecord = LabelMapRecord(id: id, width: image.width, height: image.height, maps: [PseudoLabeler.mapName: map])
+            try writer.add(labelRecord)
+            if let pngFolder { try labelRecord.writePalettePNG(PseudoLabeler.mapName, into: pngFolder) }
         })
         if world.isRoot { Log.info("infer-aff: random-walk labels of \(dataset.count) images in \(out)") }
     }
