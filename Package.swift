@@ -35,17 +35,18 @@ let package = Package(
         .target(name: "Segmentation", dependencies: ["NN", "Formats", "Imaging", "Storage", "Distributed"]),
         .target(name: "SyntheticData", dependencies: ["NN", "Formats", "Imaging", "Distributed", "Segmentation"]),
         .target(name: "PCSformer", dependencies: ["NN", "Formats", "Imaging", "Storage", "Distributed", "Segmentation"]),
+        .target(name: "DeepLab", dependencies: ["NN", "Formats", "Imaging", "Storage", "Distributed", "Segmentation"]),
         .target(
             name: "Benchmarks",
             dependencies: [
                 "NN", "Formats", "Imaging", "Storage", "Distributed", "Segmentation", "SyntheticData", "PCSformer",
-                "COpenBLAS",
+                "DeepLab", "COpenBLAS",
             ]),
         .executableTarget(
             name: "pcs-mpi",
             dependencies: [
                 "NN", "Formats", "Imaging", "Storage", "Distributed", "Segmentation", "SyntheticData", "PCSformer",
-                "Benchmarks",
+                "DeepLab", "Benchmarks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
             ]),
@@ -66,6 +67,9 @@ let package = Package(
         .testTarget(
             name: "PCSformerTests",
             dependencies: ["PCSformer", "Segmentation", "Storage", "Formats", "NN", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(
+            name: "DeepLabTests",
+            dependencies: ["DeepLab", "Segmentation", "Storage", "Formats", "NN", "Imaging", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "CLITests", dependencies: ["NN", "Formats", "Storage", "Distributed", "Imaging", "PCSformer", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]

@@ -40,6 +40,11 @@ public enum Initializers {
         return (shape[1] * receptive, shape[0] * receptive)
     }
 
+    /// Normal N(0, std), as PyTorch's `nn.init.normal_(w, 0, std)` (DeepLab's ASPP: std 0.01).
+    public static func normal(_ shape: [Int], std: Float, rng: inout SeededRandom) -> Tensor {
+        Tensor((0..<shape.reduce(1, *)).map { _ in normal(&rng) * std }, shape: shape, requiresGrad: true)
+    }
+
     /// Truncated normal as timm's `trunc_normal_(std=σ)`: N(0, σ) redrawn outside [−2, 2] (absolute bounds).
     public static func truncatedNormal(_ shape: [Int], std: Float, rng: inout SeededRandom) -> Tensor {
         let values = (0..<shape.reduce(1, *)).map { _ -> Float in

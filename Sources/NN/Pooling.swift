@@ -8,8 +8,21 @@ import CDNNL
 ///
 /// Backward: each dy[n, c, i, j] goes to the position of its window's maximum (kept in the workspace that the
 /// training forward pass writes), and contributions of overlapping windows add up.
-public func maxPool2d(_ x: Tensor, kernel: Int, stride: Int, padding: Int = 0) -> Tensor {
-    pool2d(x, dnnl_pooling_max, ConvGeometry(kernel: kernel, stride: stride, padding: padding), "max")
+///
+/// `ceilMode` is PyTorch's `ceil_mode=True` (deeplab-pytorch's stem): H' = ⌈(H + 2p − k)/s⌉ + 1, less one when the
+/// last window would start at or past H + p (it must start inside the input or the left padding). The extra
+/// windows reach into padding on the bottom/right only, which oneDNN takes as a larger right padding; padding
+/// still never wins a max.
+public func maxPool2d(_ x: Tensor, kernel: Int, stride: Int, padding: Int = 0, ceilMode: Bool = false) -> Tensor {
+    let g = ConvGeometry(kernel: kernel, stride: stride, padding: padding)
+    guard ceilMode, x.shape.count == 4 else { return pool2d(x, dnnl_pooling_max, g, "max") }
+    // The right padding that makes oneDNN's floor rule give PyTorch's ceil-mode size.
+    func rightPadding(_ input: Int) -> Int {
+        var out = (input + 2 * padding - kernel + stride - 1) / stride + 1
+        if (out - 1) * stride >= input + padding { out -= 1 }
+        return (out - 1) * stride + kernel - input - padding
+    }
+    return pool2d(x, dnnl_pooling_max, g, "max", rightPadding: (rightPadding(x.shape[2]), rightPadding(x.shape[3])))
 }
 
 /// 2-d average pooling, as PyTorch's `F.avg_pool2d(x, kernel, stride, padding, count_include_pad:)` (floor mode).
@@ -37,26 +50,32 @@ public func globalAveragePool(_ x: Tensor) -> Tensor {
 }
 
 /// Pooling forward and backward through oneDNN's pooling primitives; y and dx keep x's layout.
-func pool2d(_ x: Tensor, _ algorithm: dnnl_alg_kind_t, _ g: ConvGeometry, _ name: String) -> Tensor {
+/// `rightPadding` replaces g's padding on the bottom/right (ceil mode); the output size follows from both sides.
+func pool2d(_ x: Tensor, _ algorithm: dnnl_alg_kind_t, _ g: ConvGeometry, _ name: String,
+            rightPadding: (h: Int, w: Int)? = nil) -> Tensor {
     precondition(x.shape.count == 4, "\(name)Pool2d: input \(x.shape) is not (N, C, H, W)")
     precondition(g.kernel.h > 0 && g.kernel.w > 0 && g.stride.h > 0 && g.stride.w > 0 && g.padding.h >= 0 && g.padding.w >= 0,
                  "\(name)Pool2d: invalid geometry \(g)")
     // PyTorch's rule; it also keeps every window partly inside x, so no average divides by zero.
     precondition(2 * g.padding.h <= g.kernel.h && 2 * g.padding.w <= g.kernel.w,
                  "\(name)Pool2d: padding must be at most half the kernel, got \(g)")
-    let out = g.outputSize(x.shape[2], x.shape[3])
+    let right = rightPadding ?? g.padding
+    precondition(right.h >= 0 && right.w >= 0, "\(name)Pool2d: negative right padding \(right) for \(x.shape) \(g)")
+    let out = (h: (x.shape[2] + g.padding.h + right.h - g.kernel.h) / g.stride.h + 1,
+               w: (x.shape[3] + g.padding.w + right.w - g.kernel.w) / g.stride.w + 1)
+    let paddingsRight = [Int64(right.h), Int64(right.w)]
     precondition(out.h > 0 && out.w > 0, "\(name)Pool2d: input \(x.shape) is too small for \(g)")
     let yShape = [x.shape[0], x.shape[1], out.h, out.w]
     let training = Autograd.needsGrad(x)
     let kernel = [Int64(g.kernel.h), Int64(g.kernel.w)]
-    // Symmetric padding: with floor rounding the last window ends at most p past the input, as in PyTorch.
-    let shapes = "\(name)\(x.shape)\(g)\(x.layoutKey)"
+    // Symmetric padding unless ceil mode: with floor rounding the last window ends at most p past the input, as in PyTorch.
+    let shapes = "\(name)\(x.shape)\(g)r\(paddingsRight)\(x.layoutKey)"
 
     let forward = PrimitiveCache.primitive("pool.fwd\(training)\(shapes)") {
         var src = x.desc, dst = MemoryDesc.any(yShape)
         var desc = dnnl_pooling_desc_t()
         dnnlCheck(dnnl_pooling_forward_desc_init(&desc, training ? dnnl_forward_training : dnnl_forward_inference, algorithm,
-                                                 &src, &dst, g.strides, kernel, g.paddings, g.paddings),
+                                                 &src, &dst, g.strides, kernel, g.paddings, paddingsRight),
                   "describe \(name) pooling \(x.shape) \(g)")
         return makePrimitiveDesc(&desc, "\(name) pooling \(shapes)")
     }
@@ -74,7 +93,7 @@ func pool2d(_ x: Tensor, _ algorithm: dnnl_alg_kind_t, _ g: ConvGeometry, _ name
             var diffSrc = x.desc, diffDst = yDesc
             var desc = dnnl_pooling_desc_t()
             dnnlCheck(dnnl_pooling_backward_desc_init(&desc, algorithm, &diffSrc, &diffDst, g.strides, kernel,
-                                                      g.paddings, g.paddings),
+                                                      g.paddings, paddingsRight),
                       "describe \(name) pooling backward \(x.shape) \(g)")
             return makePrimitiveDesc(&desc, "\(name) pooling backward \(shapes)", hint: forward.pd)
         }

@@ -39,12 +39,29 @@ public func interpolate(_ x: Tensor, size: (h: Int, w: Int), mode: Interpolation
     }
 }
 
+/// Bilinear (half-pixel) resizing by a scale factor, as PyTorch's
+/// `F.interpolate(x, scale_factor: f, mode: 'bilinear', align_corners: False)` with `recompute_scale_factor` unset
+/// (deeplab-pytorch's MSC inputs at 0.5 and 0.75): the output is ⌊in · f⌋ per axis (in Double), and the source
+/// coordinate uses the nominal s = Float(1/f), not in/out (spec §12 Q12; the two differ when in · f is not an
+/// integer). Otherwise as `interpolate(_:size:mode: .bilinear)`, backward included.
+public func interpolate(_ x: Tensor, scaleFactor f: Double) -> Tensor {
+    precondition(x.shape.count == 4 && f > 0, "interpolate: input \(x.shape) must be (N, C, H, W) and the factor \(f) positive")
+    let (inH, inW) = (x.shape[2], x.shape[3])
+    let size = (h: Int((Double(inH) * f).rounded(.down)), w: Int((Double(inW) * f).rounded(.down)))
+    precondition(size.h > 0 && size.w > 0, "interpolate: \(x.shape) scaled by \(f) is empty")
+    let scale = Float(1 / f)
+    let rows = bilinearTaps(input: inH, output: size.h, scale: scale), cols = bilinearTaps(input: inW, output: size.w, scale: scale)
+    return planarResample(x, size: size,
+                          forward: { Kernels.bilinear($0, planes: $2, inH: inH, inW: inW, rows: rows, cols: cols, into: $1) },
+                          backward: { Kernels.bilinearBackward($0, planes: $2, inH: inH, inW: inW, rows: rows, cols: cols, into: $1) })
+}
+
 /// PyTorch's bilinear taps along one axis: for each output index o, c = max(fma(s, o + ½, −½), 0) with s = in/out
-/// in Float, i₀ = min(⌊c⌋, in − 1), i₁ = i₀ + [i₀ < in − 1], l₁ = clamp(c − i₀, 0, 1), l₀ = 1 − l₁ (equal sizes
-/// copy: i₀ = i₁ = o, l₀ = 1).
-public func bilinearTaps(input: Int, output: Int) -> (i0: [Int], i1: [Int], l0: [Float], l1: [Float]) {
+/// in Float (or the given `scale`, PyTorch's 1/scale_factor), i₀ = min(⌊c⌋, in − 1), i₁ = i₀ + [i₀ < in − 1],
+/// l₁ = clamp(c − i₀, 0, 1), l₀ = 1 − l₁ (equal sizes copy: i₀ = i₁ = o, l₀ = 1).
+public func bilinearTaps(input: Int, output: Int, scale given: Float? = nil) -> (i0: [Int], i1: [Int], l0: [Float], l1: [Float]) {
     if input == output { return (Array(0..<output), Array(0..<output), .init(repeating: 1, count: output), .init(repeating: 0, count: output)) }
-    let scale = Float(input) / Float(output)
+    let scale = given ?? Float(input) / Float(output)
     var taps: (i0: [Int], i1: [Int], l0: [Float], l1: [Float]) = ([], [], [], [])
     for o in 0..<output {
         let c = max((-0.5 as Float).addingProduct(scale, Float(o) + 0.5), 0)

@@ -112,6 +112,15 @@ public final class Tensor {
         self.slot = GradSlot(shape: shape, desc: desc, requiresGrad: false)
     }
 
+    /// Overwrites this (plain) tensor's values with `source`'s, as `w.data.copy_(source)` for a re-initialisation;
+    /// bumps `version` so cached layout copies are rebuilt.
+    public func assign(_ source: Tensor) {
+        precondition(source.shape == shape && isPlain, "assign: \(source.shape) into a tensor of shape \(shape) (plain: \(isPlain))")
+        let values = source.plain()
+        withExtendedLifetime(values) { storage.floats.update(from: values.storage.floats, count: elementCount) }
+        version += 1
+    }
+
     /// This tensor's values in layout `desc`, cached until the tensor changes (`version`): how plain parameters
     /// (weights keep their PyTorch layout for the state dict) are fed to primitives that want them blocked,
     /// without converting them on every call.

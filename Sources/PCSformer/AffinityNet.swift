@@ -21,14 +21,8 @@ public final class AffinityNet: Module {
         f8_4 = Conv2d(config.b5, h4, kernel: 1, bias: false, rng: &rng)
         f8_5 = Conv2d(config.b7, h5, kernel: 1, bias: false, rng: &rng)
         f9 = Conv2d(h3 + h4 + h5, h3 + h4 + h5, kernel: 1, bias: false, rng: &rng)
-        for head in [f8_3, f8_4, f8_5] { Self.assign(Initializers.kaimingNormalFanIn(head.weight.shape, gain: Float(2).squareRoot(), rng: &rng), to: head.weight) }
-        Self.assign(Initializers.xavierUniform(f9.weight.shape, gain: 4, rng: &rng), to: f9.weight)
-    }
-
-    private static func assign(_ source: Tensor, to weight: Tensor) {
-        let values = source.toArray()
-        values.withUnsafeBufferPointer { weight.storage.floats.update(from: $0.baseAddress!, count: values.count) }
-        weight.version += 1
+        for head in [f8_3, f8_4, f8_5] { head.weight.assign(Initializers.kaimingNormalFanIn(head.weight.shape, gain: Float(2).squareRoot(), rng: &rng)) }
+        f9.weight.assign(Initializers.xavierUniform(f9.weight.shape, gain: 4, rng: &rng))
     }
 
     /// The backbone's children at the top level, as upstream's class inherits them, then the heads.
