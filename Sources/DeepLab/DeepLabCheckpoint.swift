@@ -52,6 +52,24 @@ public enum DeepLabCheckpoint {
         try model.load(try StateDict.load(path: path), strict: true, source: path)
     }
 
+    /// The class count of a DeepLab state dict (its ASPP's output channels), nil when it holds no ASPP.
+    public static func classes(in dict: StateDict) -> Int? {
+        (dict["base.aspp.c0.bias"] ?? dict["aspp.c0.bias"])?.shape.first
+    }
+
+    /// A network of the `--model` name (`DeepLabConfig.named`) for a trained checkpoint, with its class count
+    /// taken from the file, loaded strictly; BatchNorm frozen.
+    public static func loadTrained(model name: String, path: String) throws -> DeepLabV2MSC {
+        let dict = try StateDict.load(path: path)
+        guard let config = DeepLabConfig.named(name, classes: classes(in: dict)) else {
+            throw CheckpointError(file: path, what: "unknown DeepLab model \(name) (one of \(DeepLabConfig.names.joined(separator: ", ")))")
+        }
+        let network = DeepLabV2MSC(config)
+        try network.load(dict, strict: true, source: path)
+        network.freezeBatchNorm()
+        return network
+    }
+
     /// torchvision's ResNet names in deeplab-pytorch's: `conv1`/`bn1` → `layer1.conv1.{conv,bn}`, `layerN.i` →
     /// `layer(N+1).block(i+1)`, `conv1`/`bn1` → `reduce`, `conv2`/`bn2` → `conv3x3`, `conv3`/`bn3` → `increase`,
     /// `downsample.0`/`downsample.1` → `shortcut.conv`/`shortcut.bn`; `fc.*` stays (and is skipped).

@@ -3,19 +3,23 @@ import Formats
 import Foundation
 import NN
 import PCSformer
+import DeepLab
 
 extension ModelVariant: ExpressibleByArgument {}
 extension CAMMethod: ExpressibleByArgument {}
 
-/// What `forward --model` builds: a Conformer variant, or AffinityNet (`aff`, ResNet-38d; `tiny-aff`).
+/// What `forward --model` builds: a Conformer variant, AffinityNet (`aff`, ResNet-38d; `tiny-aff`), or DeepLab-v2
+/// with MSC (`deeplab`, `deeplab-coco`, `tiny-deeplab`).
 enum ForwardModel: ExpressibleByArgument, CustomStringConvertible {
     case conformer(ModelVariant)
     case affinity(tiny: Bool)
+    case deepLab(String)
 
     init?(argument: String) {
         switch argument {
         case "aff": self = .affinity(tiny: false)
         case "tiny-aff": self = .affinity(tiny: true)
+        case let name where DeepLabConfig.names.contains(name): self = .deepLab(name)
         default:
             guard let variant = ModelVariant(rawValue: argument) else { return nil }
             self = .conformer(variant)
@@ -26,10 +30,11 @@ enum ForwardModel: ExpressibleByArgument, CustomStringConvertible {
         switch self {
         case .conformer(let variant): variant.rawValue
         case .affinity(let tiny): tiny ? "tiny-aff" : "aff"
+        case .deepLab(let name): name
         }
     }
 
-    static var allValueStrings: [String] { ModelVariant.allCases.map(\.rawValue) + ["aff", "tiny-aff"] }
+    static var allValueStrings: [String] { ModelVariant.allCases.map(\.rawValue) + ["aff", "tiny-aff"] + DeepLabConfig.names }
 }
 
 /// `--model` and `--weights` of `forward`.
@@ -52,7 +57,7 @@ struct ModelOptions: ParsableArguments {
     func validate() throws {
         guard k >= 1 else { throw ValidationError("--k must be at least 1; got \(k)") }
         if imagenet, weights == nil { throw ValidationError("--imagenet needs --weights") }
-        if case .affinity = model, imagenet { throw ValidationError("--imagenet is for Conformer models, not \(model)") }
+        if case .conformer = model {} else if imagenet { throw ValidationError("--imagenet is for Conformer models, not \(model)") }
     }
 
     func build(_ variant: ModelVariant) throws -> Conformer {
@@ -74,7 +79,7 @@ struct ModelOptions: ParsableArguments {
 struct ForwardCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "forward",
-        abstract: "Run a Conformer or AffinityNet on a tensor from HDF5; write its outputs and, with --train, the loss and gradients.",
+        abstract: "Run a Conformer, AffinityNet or DeepLab-v2 on a tensor from HDF5; write its outputs and, with --train, the loss and gradients.",
         discussion: """
         Input HDF5: `input` (B, 3, H, W) float32, H and W multiples of 16 (already normalised); with --train also \
         `label` (B, classes − 1) and, for SP networks, `sub_label` (B, (classes − 1)·k). \
@@ -88,6 +93,12 @@ struct ForwardCommand: ParsableCommand {
         --train reads the pair masks `bg_pos`, `fg_pos`, `neg` (B, D, P) and writes `loss` (bg/4 + fg/4 + neg/2) and \
         `grad/<key>` for every trained parameter under upstream's freezing (stem and b2* fixed, BatchNorm frozen). \
         BatchNorm always on running statistics and channel dropout off (upstream trains with dropout), so deterministic.
+
+        --model deeplab / deeplab-coco / tiny-deeplab (DeepLab-v2 with MSC, spec §10.1; the class count comes from \
+        --weights): `input` of any size, Caffe-normalised (BGR, mean subtracted); output `logits` (the MSC max). \
+        --train reads `--label` as (B, H, W) integers (255 ignored) and writes `train/scale_1`, `train/scale_0.5`, \
+        `train/scale_0.75`, `train/max`, `loss` (the sum of the four cross-entropies) and `grad/<key>` for every \
+        trained parameter; BatchNorm frozen in both.
         """)
 
     @OptionGroup var modelOptions: ModelOptions
@@ -104,7 +115,7 @@ struct ForwardCommand: ParsableCommand {
     @Flag(help: "Compute the loss (spec §3.4, plus the sub-category loss for SP) and every parameter's gradient.")
     var train = false
 
-    @Option(help: "With --train: the dataset of the input file holding the (B, classes − 1) image labels.")
+    @Option(help: "With --train: the dataset of the input file holding the (B, classes − 1) image labels (DeepLab: the (B, H, W) label map).")
     var label: String = "label"
 
     @Option(help: "With --train on an SP network: the dataset holding the (B, (classes − 1)·k) sub-category labels.")
@@ -127,6 +138,14 @@ struct ForwardCommand: ParsableCommand {
             let network = try modelOptions.buildAffinity(tiny: tiny)
             network.setBatchNormMode(.inference)
             try AffinityForwardTool(network: network, train: train).run(input: input, output: out)
+            return
+        case .deepLab(let name):
+            guard !bnTrain, !dropPath else { throw ValidationError("--bn-train and --drop-path are for Conformer models") }
+            let network = try modelOptions.weights.map { try DeepLabCheckpoint.loadTrained(model: name, path: $0) }
+                ?? DeepLabV2MSC(DeepLabConfig.named(name)!, seed: modelOptions.seed)
+            var tool = DeepLabForwardTool(network: network, train: train)
+            tool.labelDataset = label
+            try tool.run(input: input, output: out)
             return
         case .conformer(let v): variant = v
         }

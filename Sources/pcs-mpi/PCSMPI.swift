@@ -8,7 +8,7 @@ struct PCSMPI: ParsableCommand {
         discussion: """
         Every command runs as one process or under `mpirun -n N`. Set-up and the whole pipeline are in README.md.
         """,
-        subcommands: [SynthCommand.self, IngestCommand.self, TrainPCCommand.self, InferCAMCommand.self, EvalCommand.self, ExtractFeaturesCommand.self, ClusterCommand.self, TrainSPCommand.self, CRFLabelsCommand.self, TrainAffCommand.self, InferAffCommand.self, CSECommand.self, PipelineCommand.self, CRFCommand.self, ForwardCommand.self, ConvertCommand.self, BenchCommand.self])
+        subcommands: [SynthCommand.self, IngestCommand.self, TrainPCCommand.self, InferCAMCommand.self, EvalCommand.self, ExtractFeaturesCommand.self, ClusterCommand.self, TrainSPCommand.self, CRFLabelsCommand.self, TrainAffCommand.self, InferAffCommand.self, CSECommand.self, TrainDeepLabCommand.self, InferDeepLabCommand.self, PipelineCommand.self, CRFCommand.self, ForwardCommand.self, ConvertCommand.self, BenchCommand.self])
 
     static func main() { CommandRunner.run(PCSMPI.self) }
 }
