@@ -51,7 +51,7 @@ struct EvalCommand: ParsableCommand {
     @Option(help: "Write the seeds at --threshold as VOC-palette PNGs <id>.png into this folder (--type cam).")
     var seeds: String?
 
-    @Option(help: "Write a contact sheet PNG (image, ground truth, CAM overlay, seeds per row) of the first --sheet-images ids (--type cam).")
+    @Option(help: "Write a contact sheet PNG of the first --sheet-images ids: image, ground truth, CAM overlay, seeds per row (--type cam), or image, ground truth and every map of the set (--type labels).")
     var contactSheet: String?
 
     @Option(help: "Rows of the contact sheet.")
@@ -67,9 +67,10 @@ struct EvalCommand: ParsableCommand {
         if let sweep, thresholdSweep(sweep) == nil {
             throw ValidationError("--sweep must be START:STOP:STEP with 0 ≤ START < STOP and STEP > 0; got '\(sweep)'")
         }
-        if type != .cam, sweep != nil || seeds != nil || contactSheet != nil {
-            throw ValidationError("--sweep, --seeds and --contact-sheet need --type cam")
+        if type != .cam, sweep != nil || seeds != nil {
+            throw ValidationError("--sweep and --seeds need --type cam")
         }
+        if type == .png, contactSheet != nil { throw ValidationError("--contact-sheet needs --type cam or labels") }
         guard sheetImages >= 1 else { throw ValidationError("--sheet-images must be at least 1") }
     }
 
@@ -111,6 +112,12 @@ struct EvalCommand: ParsableCommand {
             let (matrix, ignoredShare) = try job.countLabelMaps(set, map: name)
             report = Report(type: "labels", threshold: nil, result: EvaluationReport(matrix, names: evaluation.labelNames, images: dataset.count),
                             sweep: nil, map: name, ignoredShare: ignoredShare)
+            if world.isRoot, let contactSheet {
+                let ids = Array(dataset.ids.prefix(sheetImages))
+                let sheet = try ContactSheet().render(ids: ids, dataset: dataset, labelSet: set, maps: set.labelMapNames)
+                try AtomicFile.write(Data(try PNGCodec.encode(sheet)), to: URL(fileURLWithPath: contactSheet))
+                Log.info("eval: contact sheet of \(ids.count) images (image | ground truth | \(set.labelMapNames.joined(separator: " | "))) in \(contactSheet)")
+            }
         case .cam:
             let cams = try ShardedDataset.cams(directory: folder, for: dataset)
             let swept = sweep.flatMap(thresholdSweep) ?? []

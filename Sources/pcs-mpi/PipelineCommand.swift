@@ -9,7 +9,7 @@ import NN
 struct PipelineCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pipeline",
-        abstract: "Run the whole pipeline from a YAML file: synth or ingest → train-pc → infer-cam → eval → extract-features → cluster → train-sp → infer-cam-sp → eval-sp.",
+        abstract: "Run the whole pipeline from a YAML file: synth or ingest → train-pc → … → cse → train-deeplab → infer-deeplab → eval-final.",
         discussion: """
         The YAML file names the run folder (`run: DIR`) and gives each stage's options as a mapping, passed to \
         the stage's command as --key value (see configs/demo.yaml). Stages: \(PipelineCommand.stageNames.joined(separator: ", ")). \
@@ -18,14 +18,17 @@ struct PipelineCommand: ParsableCommand {
         infer-cam and eval sections' options unless they have their own. Outputs: RUN/synth, RUN/shards, \
         RUN/train-pc, RUN/cams-pc, RUN/eval-pc (eval.json, seeds/, contact-sheet.png), RUN/features, RUN/cluster, \
         RUN/train-sp, RUN/cams-sp, RUN/eval-sp, RUN/crf-labels (the la/ha maps), with a train-aff section RUN/train-aff, RUN/rw (random-walk labels), \
-        RUN/pseudo-labels (CSE) and RUN/eval-labels, and RUN/manifest.json, which records each stage's commands and a stamp over them and \
+        RUN/pseudo-labels (CSE) and RUN/eval-labels, with a train-deeplab section RUN/train-deeplab, RUN/prediction \
+        (DeepLab on the infer-deeplab split, default val, with and without the CRF) and RUN/eval-final (labels.json, \
+        crf.json, contact-sheet.png), and RUN/manifest.json, which records each stage's commands and a stamp over them and \
         its inputs. A stage whose stamp is unchanged and whose outputs exist is skipped; an interrupted training \
-        or inference stage resumes; --from STAGE redoes that stage and every later one.
+        or inference stage resumes; --from STAGE redoes that stage and every later one. The run ends with a table \
+        of every score the stages wrote.
         """)
 
     static let stageNames = ["synth", "ingest", "train-pc", "infer-cam", "eval",
                              "extract-features", "cluster", "train-sp", "infer-cam-sp", "eval-sp", "crf-labels",
-                             "train-aff", "infer-aff", "cse", "eval-labels"]
+                             "train-aff", "infer-aff", "cse", "eval-labels", "train-deeplab", "infer-deeplab", "eval-final"]
 
     @Option(help: "The pipeline's YAML file.")
     var config: String
@@ -58,7 +61,7 @@ struct PipelineCommand: ParsableCommand {
 
     func stages(_ file: PipelineConfig, run: URL) -> [Stage] {
         let path = { (name: String) in run.appendingPathComponent(name).path }
-        let split = file.value("infer-cam", "split") ?? "train"
+        let split = split(file)
         let model = file.value("train-pc", "model") ?? "pc"
         let synthetic = file.sections["synth"] != nil
         func without(_ args: [String], _ keys: [String]) -> [String] {
@@ -164,6 +167,30 @@ struct PipelineCommand: ParsableCommand {
                  "--out", path("eval-labels/\(set).json")]
             }
         })
+        guard file.sections["train-deeplab"] != nil else { return list }
+
+        // DeepLab-v2 on the CSE pseudo labels, then its predictions on the evaluation split (images no stage
+        // trained on), scored without and with the CRF.
+        let deepLabModel = file.value("train-deeplab", "model") ?? "deeplab"
+        let evalSplit = file.value("infer-deeplab", "split") ?? "val"
+        list.append(Stage(name: "train-deeplab", inputs: ["cse"], outputs: ["train-deeplab"], resumable: true) {
+            [["train-deeplab", "--data", path("shards"), "--split", split, "--labels", path("pseudo-labels"),
+              "--out", path("train-deeplab"), "--resume", "auto"] + file.arguments("train-deeplab")]
+        })
+        list.append(Stage(name: "infer-deeplab", inputs: ["train-deeplab"], outputs: ["prediction"], resumable: true) {
+            guard let weights = try TrainCheckpoint.newest(in: run.appendingPathComponent("train-deeplab")) else {
+                throw FileError(path: path("train-deeplab"), what: "no checkpoint to run infer-deeplab with")
+            }
+            return [["infer-deeplab", "--data", path("shards"), "--split", evalSplit, "--weights", weights.path, "--model", deepLabModel,
+                     "--out", path("prediction"), "--crf"] + without(file.arguments("infer-deeplab"), ["split"])]
+        })
+        list.append(Stage(name: "eval-final", inputs: ["infer-deeplab"], outputs: ["eval-final"]) {
+            [InferDeepLabCommand.labelsMap, InferDeepLabCommand.crfMap].map { map in
+                ["eval", "--data", path("shards"), "--split", evalSplit, "--type", "labels", "--predictions", path("prediction"),
+                 "--map", map, "--out", path("eval-final/\(map).json")] + (map == InferDeepLabCommand.crfMap
+                    ? ["--contact-sheet", path("eval-final/contact-sheet.png")] : [])
+            }
+        })
         return list
     }
 
@@ -217,14 +244,33 @@ struct PipelineCommand: ParsableCommand {
             }
             if stage.name == until { break }
         }
-        for network in ["pc", "sp"] where world.isRoot {
-            let folder = run.appendingPathComponent("eval-\(network)")
-            guard let data = FileManager.default.contents(atPath: folder.appendingPathComponent("eval.json").path),
-                  let report = try? JSONDecoder().decode(EvalSummary.self, from: data) else { continue }
-            Log.info(String(format: "pipeline: %@ seed mIoU %.2f%% (upstream convention, background score %.2f); contact sheet %@",
-                            network.uppercased(), 100 * report.result.meanIoU, report.threshold ?? 0,
-                            folder.appendingPathComponent("contact-sheet.png").path))
+        if world.isRoot, let table = Self.summary(run: run, trainSplit: split(file), evalSplit: file.value("infer-deeplab", "split") ?? "val") {
+            print(table)
         }
+    }
+
+    private func split(_ file: PipelineConfig) -> String { file.value("infer-cam", "split") ?? "train" }
+
+    /// The run's results as one table: every evaluation report the stages wrote (seeds, label sets, DeepLab on the
+    /// evaluation split), mIoU in upstream's convention (all classes) and deeplab-pytorch's (classes present),
+    /// and the share of pixels a label set leaves ignored. Nil when no stage has been scored yet.
+    static func summary(run: URL, trainSplit: String, evalSplit: String) -> String? {
+        let rows: [(String, String, String)] = [
+            ("PC seeds", "eval-pc/eval.json", trainSplit), ("SP seeds", "eval-sp/eval.json", trainSplit),
+            ("random-walk labels", "eval-labels/rw.json", trainSplit), ("CSE pseudo labels", "eval-labels/pseudo-labels.json", trainSplit),
+            ("DeepLab", "eval-final/labels.json", evalSplit), ("DeepLab + CRF", "eval-final/crf.json", evalSplit),
+        ]
+        var lines = [String(format: "%-20@ %-6@ %9@ %14@ %8@", "result" as NSString, "split" as NSString, "mIoU" as NSString,
+                            "mIoU (present)" as NSString, "ignored" as NSString)]
+        for (name, file, split) in rows {
+            guard let data = FileManager.default.contents(atPath: run.appendingPathComponent(file).path),
+                  let report = try? JSONDecoder().decode(EvalSummary.self, from: data) else { continue }
+            let present = report.result.deeplabMeanIoU.map { String(format: "%.2f%%", 100 * $0) } ?? "-"
+            let ignored = report.ignoredShare.map { String(format: "%.1f%%", 100 * $0) } ?? "-"
+            lines.append(String(format: "%-20@ %-6@ %8.2f%% %14@ %8@", name as NSString, split as NSString, 100 * report.result.meanIoU,
+                                present as NSString, ignored as NSString))
+        }
+        return lines.count > 1 ? "pipeline results (\(run.path)):\n" + lines.joined(separator: "\n") : nil
     }
 
     /// What rank 0 decided for one stage.
@@ -254,9 +300,10 @@ struct PipelineCommand: ParsableCommand {
     }
 
     struct EvalSummary: Decodable {
-        struct Result: Decodable { var meanIoU: Double }
+        struct Result: Decodable { var meanIoU: Double; var deeplabMeanIoU: Double? }
         var threshold: Double?
         var result: Result
+        var ignoredShare: Double?
     }
 
     /// Parses and runs one stage command in this process, with the pipeline's global options.
