@@ -19,7 +19,7 @@ struct TrainDeepLabCommand: ParsableCommand {
         (labels resized nearest to each output, 255 ignored), each a mean over the valid pixels of the global batch; \
         SGD momentum 0.9 with backbone weights at --lr, ASPP weights at 10× and ASPP biases at 20× without weight \
         decay; poly 0.9 refreshed every 10 updates; 20,000 updates of a global batch of 10 (--accumulate defaults \
-        to 2 when it divides each rank's share, as upstream's 5 × iter_size 2); BatchNorm frozen; a checkpoint \
+        to 2 when it divides each rank's share, as upstream's 5 × iter_size 2); BatchNorm frozen (--batch-norm train for random weights); a checkpoint \
         every 5,000 updates. --init takes deeplab-pytorch's deeplabv1_resnet101-coco.pth or -imagenet.pth (loaded \
         non-strictly into the base network: the ASPP keeps its init, the report names what was skipped), a \
         torchvision ResNet-101 .pth (renamed; an initialisation only), or a DeepLab checkpoint. --resume auto, \
@@ -60,6 +60,8 @@ struct TrainDeepLabCommand: ParsableCommand {
     var crop: Int?
     @Option(help: "Random scales, comma-separated. Default: 0.5,0.75,1,1.25,1.5.")
     var scales: String?
+    @Option(help: "BatchNorm: `frozen` (upstream: the init's running statistics, affine fixed) or `train` (batch statistics, affine learnt at 1×: for training from random weights, which frozen BatchNorm cannot). Default: frozen.")
+    var batchNorm: String?
     @Option(help: "Run seed. Default: 0.")
     var seed: Int?
     @Option(help: "A checkpoint path, or `auto` for the newest complete one in --out.")
@@ -98,7 +100,11 @@ struct TrainDeepLabCommand: ParsableCommand {
         let cropSize = try file.resolve("crop", flag: crop, default: 321)
         let scaleText = try file.resolve("scales", flag: scales, default: "0.5,0.75,1,1.25,1.5")
         let resume = try file.resolveOptional("resume", flag: resume)
+        let batchNormMode = try file.resolve("batch-norm", flag: batchNorm, default: "frozen")
         try file.checkUnknownKeys()
+        guard ["frozen", "train"].contains(batchNormMode) else {
+            throw ValidationError("--batch-norm must be frozen or train; got '\(batchNormMode)'")
+        }
         let scaleValues = scaleText.split(separator: ",").compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }
         guard !scaleValues.isEmpty, scaleValues.count == scaleText.split(separator: ",").count, scaleValues.allSatisfy({ $0 > 0 }) else {
             throw ValidationError("--scales must be positive numbers separated by commas; got '\(scaleText)'")
@@ -131,7 +137,7 @@ struct TrainDeepLabCommand: ParsableCommand {
                 Log.info("train-deeplab: \(initWeights) (\(kind.rawValue)): \(report.missingKeys.count) keys kept their init, \(report.unexpectedKeys.count) skipped\(report.unexpectedKeys.isEmpty ? "" : " (\(report.unexpectedKeys.prefix(4).joined(separator: ", "))\(report.unexpectedKeys.count > 4 ? ", …" : ""))")")
             }
         }
-        network.freezeBatchNorm()
+        if batchNormMode == "train" { network.setBatchNormMode(.training) } else { network.freezeBatchNorm() }
         let stage = try DeepLabTrainingStage(network: network, dataset: dataset, labels: source,
                                              augmentation: DeepLabAugmentation(scales: scaleValues, cropSize: cropSize))
         loop.schedule = .poly(maxIterations: iterations, power: 0.9, every: every)

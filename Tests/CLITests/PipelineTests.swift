@@ -34,7 +34,7 @@ final class PipelineTests: XCTestCase {
             try JSONDecoder().decode(Manifest.self, from: Data(contentsOf: run.appendingPathComponent("manifest.json")))
         }
         let first = try pipeline()
-        XCTAssertTrue(first.stdout.contains("PC seed mIoU"), first.stdout)
+        XCTAssertTrue(first.stdout.contains("pipeline results") && first.stdout.contains("PC seeds"), first.stdout)
         let m1 = try manifest()
         XCTAssertEqual(Set(m1.stages.keys), ["synth", "ingest", "train-pc", "infer-cam", "eval"])
         XCTAssertTrue(m1.stages.values.allSatisfy { !$0.finished.isEmpty })
