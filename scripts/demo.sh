@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the generated synthetic dataset under `mpirun -n 2`: installs what is missing, builds in
 # release mode and runs the pipeline of configs/demo.yaml: synth → ingest → train-pc (tiny network, random
-# weights) → infer-cam → eval, ending with the seed mIoU table and a contact sheet. A second run skips the
+# weights) → … → cse → train-deeplab → infer-deeplab → eval-final, ending with the table of every score. A second run skips the
 # stages that are complete (runs/demo/manifest.json); `--from STAGE` as an argument redoes from there.
 # Outputs go to ${RUN_DIR:-runs/demo}.
 set -euo pipefail
@@ -16,4 +16,4 @@ if [ -n "${RUN_DIR:-}" ]; then
 fi
 mpirun -n 2 --oversubscribe --bind-to none .build/release/pcs-mpi pipeline --config "$config" "$@" </dev/null
 run=${RUN_DIR:-runs/demo}
-echo "demo: seeds in $run/eval-pc/seeds, report $run/eval-pc/eval.json, contact sheet $run/eval-pc/contact-sheet.png"
+echo "demo: results table above; contact sheets $run/eval-pc/contact-sheet.png, $run/eval-sp/contact-sheet.png, $run/eval-final/contact-sheet.png (val: image, ground truth, DeepLab, DeepLab + CRF)"
