@@ -63,17 +63,9 @@ public struct TrainBenchmark {
         try MPILauncher.run(MPILauncher.currentExecutable, ranks: ranks, arguments: setup.stageArguments + [
             "--data", setup.shards.path, "--out", run.path, "--model", network, "--batch", "\(batch)", "--crop", "\(crop)",
             "--epochs", "1000", "--max-steps", "\(steps)", "--threads", "\(threads)", "--log-level", "warning"])
-        let metrics = run.appendingPathComponent("metrics.jsonl")
-        let rows = try String(contentsOf: metrics, encoding: .utf8)
-            .split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
-        let timed = rows.dropFirst()
-        let rates = timed.compactMap { $0["images_per_second"] as? Double }
-        let exposed = timed.compactMap { $0["exposed_communication_s"] as? Double }
-        guard !rates.isEmpty else { throw FileError(path: metrics.path, what: "no timed steps") }
-        let rate = rates.reduce(0, +) / Double(rates.count)
-        let stepSeconds = Double(batch) / rate
-        return Row(ranks: ranks, threads: threads, imagesPerSecond: rate, stepSeconds: stepSeconds,
-                   communicationShare: exposed.reduce(0, +) / Double(max(exposed.count, 1)) / stepSeconds)
+        let m = try TrainMetrics.read(run: run, batch: batch)
+        return Row(ranks: ranks, threads: threads, imagesPerSecond: m.imagesPerSecond, stepSeconds: m.stepSeconds,
+                   communicationShare: m.communicationShare)
     }
 
     /// The FLOPs of one image's training step (PC: the crop and its pair; SP: the crop), forward and backward,

@@ -29,48 +29,35 @@ public struct RandomWalk: Sendable {
         }
     }
 
-    /// V · T^(2^logT) for scores `values` given pixel-major (n × channels: node k's scores at k·channels …).
-    public func propagate(_ values: [Float], channels: Int, nodes n: Int, edges: [Edge]) -> [Float] {
+    /// V · T^(2^logT) for scores `values` given pixel-major (n × channels: node k's scores at k·channels …), the
+    /// nodes split over `threads` threads in each step.
+    ///
+    /// A channel that is zero at every node stays exactly zero (each step only sums products with it), so only the
+    /// other channels are walked: upstream's V has 21 rows, of which an image's absent classes are all zero.
+    public func propagate(_ values: [Float], channels: Int, nodes n: Int, edges: [Edge], threads: Int = 1) -> [Float] {
         precondition(values.count == n * channels, "RandomWalk: \(values.count) scores for \(n) nodes × \(channels) channels")
-        // Column j of T: the diagonal 1 and every edge touching j, each weighted a^β, divided by their sum.
-        var rows = [[Int32]](repeating: [], count: n)
-        var weights = [[Double]](repeating: [], count: n)
-        for j in 0..<n {
-            rows[j].append(Int32(j))
-            weights[j].append(1)
-        }
-        for e in edges {
-            precondition(e.i != e.j && Int(e.i) < n && Int(e.j) < n && e.i >= 0 && e.j >= 0, "RandomWalk: edge \(e.i)–\(e.j) outside 0..<\(n)")
-            let w = pow(Double(e.affinity), beta)
-            rows[Int(e.j)].append(e.i); weights[Int(e.j)].append(w)
-            rows[Int(e.i)].append(e.j); weights[Int(e.i)].append(w)
-        }
-        var offsets = [Int](repeating: 0, count: n + 1)
-        for j in 0..<n { offsets[j + 1] = offsets[j] + rows[j].count }
-        var index = [Int32](), weight = [Float]()
-        index.reserveCapacity(offsets[n])
-        weight.reserveCapacity(offsets[n])
-        for j in 0..<n {
-            let total = weights[j].reduce(0, +)
-            index += rows[j]
-            weight += weights[j].map { Float($0 / total) }
-        }
-        var current = values, next = [Float](repeating: 0, count: values.count)
-        for _ in 0..<(1 << logT) {
+        let active = (0..<channels).filter { c in (0..<n).contains { values[$0 * channels + c] != 0 } }
+        let matrix = RandomWalkTransition(nodes: n, edges: edges, beta: beta)
+        // The active channels in lanes of 4, group-major: lane block g of node k at (g·n + k).
+        let groups = (active.count + 3) / 4
+        var current = [SIMD4<Float>](repeating: .zero, count: groups * n)
+        for (a, c) in active.enumerated() { for k in 0..<n { current[(a / 4) * n + k][a % 4] = values[k * channels + c] } }
+        var next = current
+        let parts = max(1, min(threads, n / 256))
+        for _ in 0..<(1 << logT) where groups > 0 {
             current.withUnsafeBufferPointer { v in
                 next.withUnsafeMutableBufferPointer { out in
-                    for j in 0..<n {
-                        let o = out.baseAddress! + j * channels
-                        o.update(repeating: 0, count: channels)
-                        for k in offsets[j]..<offsets[j + 1] {
-                            let src = v.baseAddress! + Int(index[k]) * channels, w = weight[k]
-                            for c in 0..<channels { o[c] += w * src[c] }
-                        }
+                    let (v, out) = (v.baseAddress!, out.baseAddress!)
+                    let body = { (part: Int) in
+                        for g in 0..<groups { matrix.multiply(v + g * n, into: out + g * n, columns: (part * n / parts)..<((part + 1) * n / parts)) }
                     }
+                    if parts == 1 { body(0) } else { DispatchQueue.concurrentPerform(iterations: parts, execute: body) }
                 }
             }
             swap(&current, &next)
         }
-        return current
+        var result = [Float](repeating: 0, count: values.count)
+        for (a, c) in active.enumerated() { for k in 0..<n { result[k * channels + c] = current[(a / 4) * n + k][a % 4] } }
+        return result
     }
 }

@@ -11,7 +11,8 @@ import Storage
 ///    (Hf × Wf = padded size / 8) and the affinities of the §8.3 pairs (radius 5, or ⌊(min side − 1)/2⌋ on small maps).
 /// 2. Class scores: channel 0 the constant background score (0.46), channel c + 1 the CAM of each present class,
 ///    zero-padded like the image and 8 × 8 average-pooled.
-/// 3. The random walk (`RandomWalk`, β 14, 2⁷ steps), bilinear (half-pixel) upsampling to the padded size, argmax.
+/// 3. The random walk (`RandomWalk`, β 14, 2⁷ steps), bilinear (half-pixel) upsampling to the padded size, argmax
+///    (steps 2 and 3: `RandomWalkArgmax`).
 /// 4. With the CRF (the default): `psa-label` on the padded image rebuilt from the normalised tensor
 ///    (uint8 of clip((v·std + mean)·255), truncated), then cropped to the image.
 public struct RandomWalkLabels {
@@ -42,44 +43,11 @@ public struct RandomWalkLabels {
         var rng = SeededRandom(seed: 0)
         let embedding = Autograd.noGrad { network(Tensor(padded, shape: [1, 3, hp, wp]), training: false, rng: &rng) }
 
-        var edges: [RandomWalk.Edge] = []
         let r = AffinityPairs.fallbackRadius(height: hf, width: wf, radius: radius)
-        if r >= 2 {
-            let pairs = AffinityPairs(height: hf, width: wf, radius: r)
-            let affinity = Autograd.noGrad { pairAffinity(embedding, pairs: pairs) }.toArray()
-            edges.reserveCapacity(affinity.count)
-            for d in 0..<pairs.directionCount {
-                for p in 0..<pairs.fromCount {
-                    let from = pairs.from(p)
-                    edges.append(.init(Int32(from), Int32(from + pairs.offset(d)), affinity[d * pairs.fromCount + p]))
-                }
-            }
-        }
-
-        var scores = [Float](repeating: 0, count: labels * plane)
-        for y in 0..<h { for x in 0..<w { scores[y * wp + x] = backgroundScore } }
-        for (k, c) in cams.classes.enumerated() {
-            let map = cams.map(k)
-            for y in 0..<h { for x in 0..<w { scores[(c + 1) * plane + y * wp + x] = map[map.startIndex + y * w + x] } }
-        }
-        let pooled = Autograd.noGrad { avgPool2d(Tensor(scores, shape: [1, labels, hp, wp]), kernel: 8) }.toArray()
-        let n = hf * wf
-        var nodeMajor = [Float](repeating: 0, count: n * labels)
-        for l in 0..<labels { for i in 0..<n { nodeMajor[i * labels + l] = pooled[l * n + i] } }
-        let walked = walk.propagate(nodeMajor, channels: labels, nodes: n, edges: edges)
-        var channelMajor = [Float](repeating: 0, count: n * labels)
-        for l in 0..<labels { for i in 0..<n { channelMajor[l * n + i] = walked[i * labels + l] } }
-        let up = Autograd.noGrad { interpolate(Tensor(channelMajor, shape: [1, labels, hf, wf]), size: (hp, wp), mode: .bilinear) }.toArray()
-
-        var argmax = [UInt8](repeating: 0, count: plane)
-        for i in 0..<plane {
-            var best = up[i], label = 0
-            for l in 1..<labels where up[l * plane + i] > best {
-                best = up[l * plane + i]
-                label = l
-            }
-            argmax[i] = UInt8(label)
-        }
+        let pairs = r >= 2 ? AffinityPairs(height: hf, width: wf, radius: r) : nil
+        let affinity = pairs.map { pairs in Autograd.noGrad { pairAffinity(embedding, pairs: pairs) }.toArray() } ?? []
+        let argmax = RandomWalkArgmax(walk: walk, backgroundScore: backgroundScore)(
+            affinity: affinity, pairs: pairs, featureHeight: hf, featureWidth: wf, cams: cams, labels: labels, threads: threads)
         var full = argmax
         if let crf {
             var canvas = [UInt8](repeating: 0, count: plane * 3)

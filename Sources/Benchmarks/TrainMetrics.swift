@@ -1,0 +1,26 @@
+import Foundation
+import Formats
+
+/// What a `train-*` run's metrics.jsonl says about its speed: images/s averaged over the steps after the first (which
+/// pays for warm-up), the step time at the global batch, and the share of it spent waiting for gradient
+/// communication that backward did not hide.
+public struct TrainMetrics {
+    public var imagesPerSecond: Double
+    public var stepSeconds: Double
+    /// Exposed communication over step time.
+    public var communicationShare: Double
+
+    public static func read(run: URL, batch: Int) throws -> TrainMetrics {
+        let metrics = run.appendingPathComponent("metrics.jsonl")
+        let rows = try String(contentsOf: metrics, encoding: .utf8)
+            .split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let timed = rows.dropFirst()
+        let rates = timed.compactMap { $0["images_per_second"] as? Double }
+        let exposed = timed.compactMap { $0["exposed_communication_s"] as? Double }
+        guard !rates.isEmpty else { throw FileError(path: metrics.path, what: "no timed steps") }
+        let rate = rates.reduce(0, +) / Double(rates.count)
+        let stepSeconds = Double(batch) / rate
+        return TrainMetrics(imagesPerSecond: rate, stepSeconds: stepSeconds,
+                            communicationShare: exposed.reduce(0, +) / Double(max(exposed.count, 1)) / stepSeconds)
+    }
+}
