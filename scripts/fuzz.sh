@@ -2,7 +2,7 @@
 # Fuzzes one reader with libFuzzer for SECONDS (seed corpus Fuzz/corpus/TARGET, committed; what the run adds goes to
 # .build-fuzz-san/corpus/TARGET, never into the repository). Crashes are written to .build-fuzz-san/crashes/TARGET/.
 #   bash scripts/fuzz.sh TARGET SECONDS [libFuzzer flags…]     targets: jpeg png pth mxnet coco voc yaml shard
-#   bash scripts/fuzz.sh all SECONDS                          each target in turn, one at a time
+#   bash scripts/fuzz.sh all SECONDS                          each target in turn, one at a time (ci: all but shard)
 # Builds Fuzz/Targets (debug, AddressSanitizer, coverage) in its own scratch folder; exits 1 on a finding.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +20,9 @@ PCS_MPI_FUZZ=1 swift build --scratch-path "$scratch" --product pcs-fuzz \
 binary=$scratch/debug/pcs-fuzz
 targets=("$target")
 if [ "$target" = all ]; then targets=(jpeg png pth mxnet coco voc yaml shard); fi
+# CI leaves out `shard`: libhdf5 1.10.8 itself can loop for ever reading a corrupt variable-length string attribute
+# (H5Aread → H5HG_read; Fuzz/regressions/shard/hdf5-vlen-attribute-hang.h5), which fuzzing finds in seconds.
+if [ "$target" = ci ]; then targets=(jpeg png pth mxnet coco voc yaml); fi
 status=0
 for t in "${targets[@]}"; do
   [ -d "Fuzz/corpus/$t" ] || { echo "fuzz: no target '$t' (Fuzz/corpus/$t missing)" >&2; exit 2; }
