@@ -1,6 +1,7 @@
 // swift-tools-version:6.0
 // pcs-mpi: PCSformer (weakly supervised semantic segmentation) as a CPU-cluster data-parallel trainer over MPI.
 // Targets and what each may import are laid out in ../shared/DESIGN.md ("Rooms").
+import Foundation
 import PackageDescription
 
 /// A system-library target: a module map and one shim header over a Debian -dev package.
@@ -74,3 +75,11 @@ let package = Package(
     ],
     swiftLanguageModes: [.v5]
 )
+
+// The libFuzzer program (Fuzz/Targets), declared only when scripts/fuzz.sh builds it (PCS_MPI_FUZZ=1, its own scratch
+// folder, sanitizer flags): the normal build and the tests never compile or link it.
+if ProcessInfo.processInfo.environment["PCS_MPI_FUZZ"] == "1" {
+    package.targets.append(.executableTarget(
+        name: "pcs-fuzz", dependencies: ["Formats", "Imaging", "Storage", "Distributed", "Segmentation"], path: "Fuzz/Targets"))
+    package.products.append(.executable(name: "pcs-fuzz", targets: ["pcs-fuzz"]))
+}

@@ -28,4 +28,10 @@ if [ "$skipped" -gt 0 ]; then
 else
   echo "tests: $((executed - failed)) passed, $failed failed"
 fi
+# Then each fuzz target but shard (see scripts/fuzz.sh) for 30 s (its own sanitizer build, ~1 min): a crash, a trap or an error that is not one line
+# naming the file fails CI (scripts/fuzz.sh; the long runs are by hand). PCS_MPI_FUZZ_SECONDS=0 skips it.
+fuzz_seconds=${PCS_MPI_FUZZ_SECONDS:-30}
+if [ "$status" -eq 0 ] && [ "$fuzz_seconds" -gt 0 ] && [ $# -eq 0 ]; then
+  bash scripts/fuzz.sh ci "$fuzz_seconds" || status=$?
+fi
 exit $status

@@ -45,6 +45,7 @@ public final class Communicator: @unchecked Sendable {
         shared = comm
         Log.rank = comm.rank
         Log.worldSize = comm.size
+        LostRankWatch.start(world: comm)
         return comm
     }
 

@@ -44,6 +44,15 @@ public struct TrainRun {
     /// Trains `stage` with the shared loop (`TrainLoop`) to the end, or to a stop request. Collective.
     @discardableResult
     public func run<Stage: TrainingStage>(_ stage: Stage, loop config: TrainLoopConfig, world: Communicator) throws -> TrainOutcome {
+        let (directory, command) = (directory, command)
+        LostRankWatch.recovery = {
+            // Names only: a checkpoint with its final name is complete (written, synced, renamed), and the watcher
+            // may not open HDF5 beside the loader thread; --resume auto verifies it before it is used.
+            guard let newest = try? TrainCheckpoint.newest(in: directory) else {
+                return "\(command): no checkpoint was written yet in \(directory.path): run it again to start afresh"
+            }
+            return "\(command): resume with --resume auto from \(newest.lastPathComponent) in \(directory.path), the newest complete checkpoint"
+        }
         let loop = TrainLoop(stage: stage, config: config, world: world, runDirectory: directory)
         loop.configRecord = try settings.yamlText()
         let resume = try resumePoint(world: world)

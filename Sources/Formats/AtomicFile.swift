@@ -80,6 +80,14 @@ public protocol FileProblem: Error, CustomStringConvertible, LocalizedError {
 }
 
 extension FileProblem {
-    public var description: String { "\(file): \(what)" }
+    /// One line even when the problem quotes the file (a zip member's name, an item id): control characters in
+    /// `what` are escaped (found by fuzzing the `.pth` reader: a member name with a newline split the message).
+    public var description: String { "\(file): \(oneLine(what))" }
     public var errorDescription: String? { description }
+}
+
+/// `text` with its control characters (newlines, tabs, escape sequences) written as Swift escapes.
+func oneLine(_ text: String) -> String {
+    guard text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else { return text }
+    return text.unicodeScalars.map { $0.properties.generalCategory == .control ? $0.escaped(asASCII: true) : String($0) }.joined()
 }

@@ -5,6 +5,9 @@ import CJPEG
 /// Decoding uses libjpeg's defaults (accurate integer DCT, fancy upsampling), which is what Pillow uses, so pixels
 /// match Python's `PIL.Image.open(...).convert("RGB")` on the same file.
 public enum JPEGCodec {
+    /// The most pixels a decoded JPEG may have (Pillow's decompression-bomb limit, 2 × 89,478,485).
+    public static let maxPixels = 178_956_970
+
     /// Decodes a JPEG (colour or greyscale) to RGB. `name` is used in error messages.
     public static func decodeRGB(_ bytes: [UInt8], name: String) throws -> PixelImage {
         guard let handle = tjInitDecompress() else { throw ImageCodecError(file: name, what: "cannot start the JPEG decoder") }
@@ -15,6 +18,11 @@ public enum JPEGCodec {
         }
         guard header == 0, width > 0, height > 0 else {
             throw ImageCodecError(file: name, what: "not a readable JPEG (\(errorText(handle)))")
+        }
+        // A damaged header can declare 65,500 × 65,500 pixels: refuse before allocating (found by fuzzing), at the
+        // size where Pillow stops too (twice its MAX_IMAGE_PIXELS, a "decompression bomb").
+        guard Int(width) * Int(height) <= maxPixels else {
+            throw ImageCodecError(file: name, what: "the JPEG header declares \(width)×\(height) pixels, more than \(maxPixels) (a corrupt header?)")
         }
         var image = PixelImage(width: Int(width), height: Int(height), channels: 3)
         let status = bytes.withUnsafeBufferPointer { src in

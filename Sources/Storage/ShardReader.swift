@@ -25,6 +25,11 @@ public final class ShardReader {
         guard ids.count == Int(count) else {
             throw HDF5Error(file: path, what: "shard is corrupt: index holds \(ids.count) ids, header says \(count)")
         }
+        // Every look-up goes through a dictionary of the ids: a repeated id is corruption, not a trap (found by fuzzing).
+        var seen = Set<String>()
+        if let repeated = ids.first(where: { !seen.insert($0).inserted }) {
+            throw HDF5Error(file: path, what: "shard is corrupt: id '\(repeated)' is listed twice")
+        }
     }
 
     /// A root attribute written by the shard's creator.

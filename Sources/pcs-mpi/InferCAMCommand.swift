@@ -95,6 +95,8 @@ struct InferCAMCommand: ParsableCommand {
                 + "modified \((attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)"
         }
         identity = try world.broadcast(identity)
+        let out = out
+        LostRankWatch.recovery = { "infer-cam: the complete CAM parts in \(out) are kept: run the same command again to compute the rest" }
         let job = try CAMInferenceJob(dataset: dataset, cam: cam, weights: identity, output: URL(fileURLWithPath: out))
         job.chunk = chunk
         job.partSeconds = partSeconds
