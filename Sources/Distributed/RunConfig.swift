@@ -269,6 +269,7 @@ public struct ConfigError: Error, CustomStringConvertible, LocalizedError {
         }
     }
 
-    public var description: String { line.map { "\(file):\($0): \(what)" } ?? "\(file): \(what)" }
+    /// One line even when `what` quotes a value holding a newline (found by fuzzing: `flip: "0.01\n…"`).
+    public var description: String { line.map { "\(file):\($0): \(oneLine(what))" } ?? "\(file): \(oneLine(what))" }
     public var errorDescription: String? { description }
 }

@@ -86,8 +86,9 @@ extension FileProblem {
     public var errorDescription: String? { description }
 }
 
-/// `text` with its control characters (newlines, tabs, escape sequences) written as Swift escapes.
-func oneLine(_ text: String) -> String {
+/// `text` with its control characters (newlines, tabs, escape sequences) written as Swift escapes: every error
+/// type that quotes user input (a YAML value, a JSON string, a zip member's name) passes its text through this.
+public func oneLine(_ text: String) -> String {
     guard text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else { return text }
     return text.unicodeScalars.map { $0.properties.generalCategory == .control ? $0.escaped(asASCII: true) : String($0) }.joined()
 }

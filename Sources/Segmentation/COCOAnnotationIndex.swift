@@ -1,3 +1,4 @@
+import Formats
 import Foundation
 
 /// One entry of an instances file's `images` array (the fields ingest needs).
@@ -104,8 +105,8 @@ public struct COCOIndexError: Error, LocalizedError, CustomStringConvertible {
     public let reason: String
 
     public var description: String {
-        if let offset { return "\(file): byte offset \(offset): \(reason)" }
-        return "\(file): \(reason)"
+        if let offset { return "\(file): byte offset \(offset): \(oneLine(reason))" }
+        return "\(file): \(oneLine(reason))"
     }
     public var errorDescription: String? { description }
 }

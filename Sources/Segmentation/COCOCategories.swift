@@ -1,3 +1,4 @@
+import Formats
 import Foundation
 
 /// One entry of an instances file's `categories` array.
@@ -26,7 +27,7 @@ public struct COCOCategory: Codable, Equatable, Hashable, Sendable {
 /// A `categories` array that is not the standard 80 COCO classes (message is one line).
 public struct COCOCategoryError: Error, LocalizedError, CustomStringConvertible {
     public let reason: String
-    public var description: String { "non-standard COCO categories: \(reason)" }
+    public var description: String { "non-standard COCO categories: \(oneLine(reason))" }
     public var errorDescription: String? { description }
 }
 

@@ -14,7 +14,7 @@ public struct RejectedImage: Codable, Equatable, Sendable {
 /// An image that failed to ingest without `--skip-bad`: the message names the id and the file.
 public struct IngestError: Error, CustomStringConvertible, LocalizedError {
     public let rejected: RejectedImage
-    public var description: String { "image \(rejected.id) (\(rejected.file)): \(rejected.reason)" }
+    public var description: String { "image \(oneLine(rejected.id)) (\(rejected.file)): \(oneLine(rejected.reason))" }
     public var errorDescription: String? { description }
 }
 

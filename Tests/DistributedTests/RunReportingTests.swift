@@ -286,6 +286,18 @@ final class RunReportingTests: XCTestCase {
         assertConfigError({ _ = try RunConfig.load(yaml: missing) }, prefix: "\(missing.path): ", "no such file")
     }
 
+    /// Found by fuzzing (Fuzz/regressions/yaml): a quoted value or key holding a newline or an escape sequence is
+    /// quoted back escaped, so the error stays one line.
+    func testQuotedNewlinesInValuesAndKeysStayOneLine() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Fuzz/regressions/yaml/value-with-newline.yaml")
+        var config = try RunConfig.load(yaml: url)
+        assertConfigError({ _ = try config.resolve("flip", flag: nil as Bool?, default: false) }, prefix: "\(url.path):2: ",
+                          "got '0.01s:5\\nlr: \\u{1B}[2J'")
+        _ = try config.resolve("lr", flag: nil as Double?, default: 0)
+        assertConfigError({ try config.checkUnknownKeys() }, prefix: "\(url.path):3: ", "unknown key 'bad\\nkey'")
+    }
+
     func testResolvedConfigRoundTrips() throws {
         var config = try RunConfig.load(yaml: try write("epochs: 3\nlr: 1e-4\n"))
         let values: (Int, Double, Float, Bool, String, String, [Int], Schedule, Double, [Double]) = (
