@@ -1,3 +1,4 @@
+import Formats
 import Foundation
 import NN
 
@@ -152,6 +153,9 @@ public final class GradientReducer {
             }
         }
         bucket.pending = world.startAllreduce(bucket.buffer, mean: true)
+        // The lost-rank tests kill one rank here (`PCS_MPI_CRASH_AT=allreduce:N:rank-R-`): its bucket is on its way
+        // and the other ranks wait in the allreduce for the rest.
+        CrashPoint.reach("allreduce", file: "rank-\(world.rank)-")
     }
 
     /// Completes the reduction: every parameter that has a gradient on some rank now holds the mean over all

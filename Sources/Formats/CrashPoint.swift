@@ -4,7 +4,8 @@ import Foundation
 /// environment, the N-th time this process reaches the point NAME (counting only files whose name contains MATCH,
 /// if given) it kills itself with SIGKILL, the way an out-of-memory kill or a node failure ends it: no clean-up,
 /// no deferred code. `commit` is reached by every atomic write after its temporary file is complete and before
-/// the rename. Without the variable a point costs one dictionary lookup.
+/// the rename; `allreduce` by the gradient reducer after it sent a bucket, with `rank-R-` as the name to match (so
+/// one chosen rank dies while the others wait for it). Without the variable a point costs one dictionary lookup.
 public enum CrashPoint {
     private static let plan: (name: String, count: Int, match: String?)? = {
         guard let text = ProcessInfo.processInfo.environment["PCS_MPI_CRASH_AT"] else { return nil }

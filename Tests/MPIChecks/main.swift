@@ -1,4 +1,4 @@
-// Collective checks run on every rank of `mpirun -n N mpi-checks N`; DistributedTests launches this program and
+// Collective checks run on every rank of `mpirun -n N mpi-checks N [HOSTS]`; DistributedTests launches this program and
 // reads its exit status and output. Each check is computed independently on each rank from its rank number, so a
 // wrong reduction, a wrong root or a mixed-up order shows up as a failure on some rank.
 //
@@ -50,6 +50,9 @@ if arguments.first == "trainloop" {
 }
 
 let expectedSize = arguments.first.flatMap { Int($0) } ?? world.size
+// `mpi-checks N H`: the N ranks were spread over H hosts round-robin (scripts/hosts/mpirun's --map-by node), so
+// rank r sits on host r mod H beside the ranks of the same residue, as the (r / H)-th of them.
+let hosts = arguments.dropFirst().first.flatMap { Int($0) } ?? 1
 var passed = 0
 var failures: [String] = []
 
@@ -60,7 +63,9 @@ func check(_ condition: @autoclosure () -> Bool, _ what: String) {
 let r = world.rank, n = world.size
 check(n == expectedSize, "world size \(n), expected \(expectedSize)")
 check(world.threadLevel >= 1, "thread level \(world.threadLevel) below FUNNELED")
-check(world.localSize == n && world.localRank == r, "node-local rank \(world.localRank)/\(world.localSize) on one node")
+let expectedLocalSize = (0..<n).filter { $0 % hosts == r % hosts }.count
+check(world.localSize == expectedLocalSize && world.localRank == r / hosts,
+      "node-local rank \(world.localRank)/\(world.localSize), expected \(r / hosts)/\(expectedLocalSize) on \(hosts) host(s)")
 
 // Sums of rank-dependent values in every supported element type.
 var floats: [Float] = (0..<1000).map { Float($0) + Float(r) * 0.5 }

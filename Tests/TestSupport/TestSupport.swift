@@ -38,42 +38,68 @@ public enum TestSupport {
     /// Runs a program with stdin from /dev/null, killing it after `timeout` seconds.
     public static func run(_ executable: String, _ arguments: [String], timeout: TimeInterval = 300,
                            environment extra: [String: String] = [:]) throws -> Result {
+        try start(executable, arguments, environment: extra).finish(timeout: timeout)
+    }
+
+    /// Starts a program with stdin from /dev/null and returns at once (for tests that act while it runs: kill a
+    /// rank, cut a link); `finish` waits for it.
+    public static func start(_ executable: String, _ arguments: [String], environment extra: [String: String] = [:]) throws -> Running {
+        try Running(executable, arguments, environment: extra)
+    }
+
+    /// A program started by `start`. Output goes to files rather than pipes, so a chatty child can never block on
+    /// a full pipe.
+    public final class Running {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        var environment = ProcessInfo.processInfo.environment
-        // Open MPI refuses to run as root (CI runs as root) without these.
-        environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
-        environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
-        for (k, v) in extra { environment[k] = v }
-        process.environment = environment
-        process.standardInput = FileHandle.nullDevice
-        // Output goes to files rather than pipes, so a chatty child can never block on a full pipe.
-        let logs = try scratchDirectory("run")
-        defer { try? FileManager.default.removeItem(at: logs) }
-        let outURL = logs.appendingPathComponent("stdout"), errURL = logs.appendingPathComponent("stderr")
-        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
-        let out = try FileHandle(forWritingTo: outURL), err = try FileHandle(forWritingTo: errURL)
-        defer { try? out.close(); try? err.close() }
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let deadline = Date().addingTimeInterval(timeout)
-        var timedOut = false
-        while process.isRunning {
-            if Date() > deadline {
-                timedOut = true
-                process.terminate()
-                kill(-process.processIdentifier, SIGKILL)
-                break
-            }
-            usleep(20_000)
+        let logs: URL
+        let outURL: URL, errURL: URL
+        let out: FileHandle, err: FileHandle
+
+        init(_ executable: String, _ arguments: [String], environment extra: [String: String]) throws {
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = arguments
+            var environment = ProcessInfo.processInfo.environment
+            // Open MPI refuses to run as root (CI runs as root) without these.
+            environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+            environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+            for (k, v) in extra { environment[k] = v }
+            process.environment = environment
+            process.standardInput = FileHandle.nullDevice
+            logs = try scratchDirectory("run")
+            outURL = logs.appendingPathComponent("stdout")
+            errURL = logs.appendingPathComponent("stderr")
+            _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
+            _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
+            out = try FileHandle(forWritingTo: outURL)
+            err = try FileHandle(forWritingTo: errURL)
+            process.standardOutput = out
+            process.standardError = err
+            try process.run()
         }
-        process.waitUntilExit()
-        return Result(status: process.terminationStatus,
-                      stdout: (try? String(contentsOf: outURL, encoding: .utf8)) ?? "",
-                      stderr: (try? String(contentsOf: errURL, encoding: .utf8)) ?? "", timedOut: timedOut)
+
+        public var isRunning: Bool { process.isRunning }
+
+        /// Waits for the program, killing it after `timeout` seconds, and returns what it printed.
+        public func finish(timeout: TimeInterval) -> Result {
+            let deadline = Date().addingTimeInterval(timeout)
+            var timedOut = false
+            while process.isRunning {
+                if Date() > deadline {
+                    timedOut = true
+                    process.terminate()
+                    kill(-process.processIdentifier, SIGKILL)
+                    break
+                }
+                usleep(20_000)
+            }
+            process.waitUntilExit()
+            try? out.close()
+            try? err.close()
+            defer { try? FileManager.default.removeItem(at: logs) }
+            return Result(status: process.terminationStatus,
+                          stdout: (try? String(contentsOf: outURL, encoding: .utf8)) ?? "",
+                          stderr: (try? String(contentsOf: errURL, encoding: .utf8)) ?? "", timedOut: timedOut)
+        }
     }
 
     /// Runs a built executable under `mpirun -n ranks` (one node, no core binding).
