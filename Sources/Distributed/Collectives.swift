@@ -146,6 +146,8 @@ public struct PendingAllreduce<T: MPIScalar & FloatingPoint> {
     let buffer: UnsafeMutableBufferPointer<T>
     var requests: [MPI_Request?]
     let divisor: T?
+    /// Run once the reduction is complete (the half-precision mean decodes its wire buffer here).
+    var completion: (() -> Void)? = nil
 
     /// Whether every piece has completed, without blocking (drives MPI's progress engine).
     public mutating func test() -> Bool {
@@ -167,5 +169,7 @@ public struct PendingAllreduce<T: MPIScalar & FloatingPoint> {
         if let divisor {
             for i in buffer.indices { buffer[i] /= divisor }
         }
+        completion?()
+        completion = nil
     }
 }

@@ -22,6 +22,8 @@ import NN
 ///   optimiser step. A rank without a gradient contributes zeros, as DDP's.
 /// - With gradient accumulation the reducer sits out all micro-batches but the last (`prepareForStep(sync:
 ///   false)`, DDP's `no_sync`): gradients add up locally and are reduced once per update.
+/// - With `compression: .fp16` a bucket travels as half-precision means (`GradientCompression`): half the bytes
+///   for slow links; a flag stays above zero exactly where some rank had a gradient.
 /// - `finish()` starts whatever has not started (in order), waits for every bucket and unpacks the means.
 public final class GradientReducer {
     final class Bucket {
@@ -33,11 +35,13 @@ public final class GradientReducer {
         let flagsOffset: Int
         var ready = 0
         var pending: PendingAllreduce<Float>?
+        /// The half-precision copy that travels instead of `buffer` with `--grad-compression fp16`.
+        let wire: UnsafeMutableBufferPointer<UInt16>?
         var started = false
         /// The gradient tensors packed (to catch a gradient delivered after its bucket was sent).
         var packed: [Tensor?] = []
 
-        init(_ parameters: [Tensor]) {
+        init(_ parameters: [Tensor], compression: GradientCompression) {
             self.parameters = parameters
             var offsets: [Int] = []
             var total = 0
@@ -48,11 +52,15 @@ public final class GradientReducer {
             self.offsets = offsets
             flagsOffset = total
             buffer = .allocate(capacity: total + parameters.count)
+            wire = compression == .fp16 ? .allocate(capacity: total + parameters.count) : nil
         }
 
         var isFull: Bool { ready == parameters.count }
 
-        deinit { buffer.deallocate() }
+        deinit {
+            buffer.deallocate()
+            wire?.deallocate()
+        }
     }
 
     public let world: Communicator
@@ -65,9 +73,13 @@ public final class GradientReducer {
     /// Seconds `finish()` spent waiting for communication that backward did not hide, last update.
     public private(set) var exposedSeconds = 0.0
 
-    public init(parameters: [Tensor], world: Communicator, bucketBytes: Int = 25 << 20) {
+    /// How gradients travel (see `GradientCompression`).
+    public let compression: GradientCompression
+
+    public init(parameters: [Tensor], world: Communicator, bucketBytes: Int = 25 << 20, compression: GradientCompression = .none) {
         precondition(parameters.allSatisfy(\.requiresGrad), "GradientReducer: register trainable parameters only (frozen ones get no bucket)")
         self.world = world
+        self.compression = compression
         var buckets: [Bucket] = []
         var current: [Tensor] = []
         var bytes = 0
@@ -75,12 +87,12 @@ public final class GradientReducer {
             current.append(p)
             bytes += 4 * p.elementCount
             if bytes >= bucketBytes {
-                buckets.append(Bucket(current))
+                buckets.append(Bucket(current, compression: compression))
                 current = []
                 bytes = 0
             }
         }
-        if !current.isEmpty { buckets.append(Bucket(current)) }
+        if !current.isEmpty { buckets.append(Bucket(current, compression: compression)) }
         self.buckets = buckets
         for bucket in buckets {
             for p in bucket.parameters {
@@ -152,7 +164,11 @@ public final class GradientReducer {
                 base[bucket.flagsOffset + i] = 0
             }
         }
-        bucket.pending = world.startAllreduce(bucket.buffer, mean: true)
+        if let wire = bucket.wire {
+            bucket.pending = world.startHalfPrecisionMean(bucket.buffer, wire: wire)
+        } else {
+            bucket.pending = world.startAllreduce(bucket.buffer, mean: true)
+        }
         // The lost-rank tests kill one rank here (`PCS_MPI_CRASH_AT=allreduce:N:rank-R-`): its bucket is on its way
         // and the other ranks wait in the allreduce for the rest.
         CrashPoint.reach("allreduce", file: "rank-\(world.rank)-")

@@ -49,7 +49,8 @@ public final class TrainLoop<Stage: TrainingStage> {
                 return group
             }
         try checkGroups(groups, names: names)
-        let reducer = GradientReducer(parameters: trainable.map(\.tensor), world: world, bucketBytes: config.bucketMegabytes << 20)
+        let reducer = GradientReducer(parameters: trainable.map(\.tensor), world: world, bucketBytes: config.bucketMegabytes << 20,
+                                      compression: config.gradientCompression)
         self.reducer = reducer
         let optimizer = config.optimizer.make(groups)
         var position = DistributedSampler.Position()

@@ -45,6 +45,8 @@ public struct TrainLoopConfig: Codable, Equatable {
     /// Compare a parameter checksum across ranks every N updates (0: never).
     public var checkSync: Int
     public var bucketMegabytes: Int
+    /// How gradients travel in the allreduce (`--grad-compression`).
+    public var gradientCompression: GradientCompression = .none
     /// Write a checkpoint every N updates; nil: after the epochs of `checkpointEpochs` (epoch runs only).
     public var checkpointEvery: Int?
     /// Epochs after which a checkpoint is written; nil: upstream's rule (epoch 0, even epochs, every epoch ≥ 4).

@@ -68,6 +68,9 @@ struct TrainOptions: ParsableArguments {
     @Option(help: "Gradient bucket size in MB for the overlapped allreduce. Default: 25.")
     var bucketMb: Int?
 
+    @Option(help: "How gradients travel in the allreduce: none (float32) or fp16 (half the bytes for slow links: each rank's gradients divided by the rank count and rounded to half precision, summed in float32 per step, the mean back in float32; as PyTorch DDP's fp16_compress_hook). Default: none.")
+    var gradCompression: GradientCompression?
+
     @Option(help: "Stop after this many steps in all (0: run every epoch). Default: 0.")
     var maxSteps: Int?
 
@@ -87,6 +90,7 @@ struct TrainOptions: ParsableArguments {
         var epochs: Int, iterations: Int?, accumulate: Int, checkpointEvery: Int?, keep: Int
         var batch: Int, lr: Float, weightDecay: Float, crop: Int, minLong: Int, maxLong: Int
         var seed: Int, resume: String?, checkSync: Int, bucketMb: Int, maxSteps: Int, syncBN: Bool
+        var gradCompression: GradientCompression
     }
 
     func resolve(_ file: inout RunConfig, _ defaults: StageDefaults) throws -> Settings {
@@ -110,7 +114,8 @@ struct TrainOptions: ParsableArguments {
             minLong: range[0], maxLong: range[1], seed: try file.resolve("seed", flag: seed, default: 0),
             resume: try file.resolveOptional("resume", flag: resume), checkSync: try file.resolve("check-sync", flag: checkSync, default: 0),
             bucketMb: try file.resolve("bucket-mb", flag: bucketMb, default: 25), maxSteps: try file.resolve("max-steps", flag: maxSteps, default: 0),
-            syncBN: try file.resolve("sync-bn", flag: syncBn, default: defaults.syncBN))
+            syncBN: try file.resolve("sync-bn", flag: syncBn, default: defaults.syncBN),
+            gradCompression: try file.resolve("grad-compression", flag: gradCompression, default: GradientCompression.none))
         guard defaults.allowedModels.contains(settings.model) else {
             throw ValidationError("--model must be \(defaults.allowedModels.map(\.rawValue).joined(separator: ", ")) for \(defaults.command)")
         }
@@ -148,9 +153,11 @@ struct TrainOptions: ParsableArguments {
         loop.accumulate = settings.accumulate
         loop.checkpointEvery = settings.checkpointEvery
         loop.keep = settings.keep
+        loop.gradientCompression = settings.gradCompression
         let run = TrainRun(directory: URL(fileURLWithPath: settings.out), settings: file, resume: settings.resume, command: command)
         try run.run(stage, loop: loop, world: world)
     }
 }
 
 extension ModelVariant: ConfigRepresentable {}
+extension GradientCompression: ConfigRepresentable, ExpressibleByArgument {}

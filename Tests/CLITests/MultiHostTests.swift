@@ -11,6 +11,9 @@ import XCTest
 final class MultiHostTests: XCTestCase {
     let quiet = ["--log-level", "warning"]
 
+    /// The hosts go when the class is done (the next class that needs them brings them up again).
+    override class func tearDown() { TestHosts.down() }
+
     override func setUpWithError() throws {
         if let reason = TestHosts.up(2) {
             print("MultiHostTests skipped: \(reason)")

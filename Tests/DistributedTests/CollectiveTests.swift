@@ -41,8 +41,8 @@ final class GradientReducerTests: XCTestCase {
         let result = try TestSupport.mpirun(2, "mpi-checks", ["reducer"], timeout: 120)
         XCTAssertFalse(result.timedOut)
         XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
-        XCTAssertTrue(result.stdout.contains("rank 0: 17 reducer checks passed, 0 failed"), result.stdout)
-        XCTAssertTrue(result.stdout.contains("rank 1: 17 reducer checks passed, 0 failed"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("rank 0: 25 reducer checks passed, 0 failed"), result.stdout)
+        XCTAssertTrue(result.stdout.contains("rank 1: 25 reducer checks passed, 0 failed"), result.stdout)
     }
 }
 

@@ -54,6 +54,37 @@ func reducerChecks(_ world: Communicator, check: (Bool, String) -> Void) {
     check(reducer.parametersInSync(), "parameters in sync across ranks")
 }
 
+/// `--grad-compression fp16`: the same reduction with half precision on the wire agrees with the N-image gradient
+/// to half precision's rounding, which is relative to what each rank sent (2^-11 per value, one more per partial
+/// sum: a mean that cancels keeps the absolute error of its terms), and every rank holds the same mean.
+func halfPrecisionReducerChecks(_ world: Communicator, check: (Bool, String) -> Void) {
+    let n = world.size
+    let distributed = CheckNet(), reference = CheckNet()
+    let reducer = GradientReducer(parameters: distributed.parameters, world: world, bucketBytes: 40, compression: .fp16)
+    reducer.prepareForStep()
+    distributed.loss([world.rank]).backward()
+    reducer.finish()
+    reference.loss(Array(0..<n)).backward()
+    // Σ_r |g_r| / N per element: the magnitude the half-precision values carried.
+    let sent = (0..<n).map { r -> [[Float]] in
+        let single = CheckNet()
+        single.loss([r]).backward()
+        return single.parameters.map { $0.grad?.toArray() ?? [] }
+    }
+    for (i, (a, b)) in zip(distributed.parameters, reference.parameters).enumerated() {
+        let ga = a.grad?.toArray() ?? [], gb = b.grad?.toArray() ?? []
+        let excess = gb.indices.map { j -> Float in
+            let carried = sent.map { abs($0[i][j]) }.reduce(0, +) / Float(n)
+            return abs(ga[j] - gb[j]) - (Float(n) * 0x1p-11 * carried + 1e-7)
+        }
+        check(ga.count == gb.count && (excess.max() ?? 0) <= 0, "fp16: parameter \(i): reduced gradient beyond half precision's rounding by \(excess.max() ?? 0)")
+    }
+    let rounded = zip(distributed.parameters, reference.parameters).contains { a, b in a.grad?.toArray() != b.grad?.toArray() }
+    check(rounded, "fp16: no gradient shows half precision's rounding (was float32 sent?)")
+    let mine = distributed.parameters.flatMap { $0.grad?.toArray() ?? [] }.map(Double.init).reduce(0, +)
+    check(world.allreduce(mine, op: .max) == mine && world.allreduce(mine, op: .min) == mine, "fp16: every rank holds the same mean")
+}
+
 /// Synchronised BatchNorm: 2 ranks × 1 image with statistics over both ranks equal 1 rank × 2 images with
 /// ordinary training-mode BatchNorm (gradients, parameters after a step, running statistics).
 func syncBatchNormChecks(_ world: Communicator, check: (Bool, String) -> Void) {

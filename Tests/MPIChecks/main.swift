@@ -29,6 +29,7 @@ if arguments.first == "reducer" {
     var passed = 0
     reducerChecks(world) { ok, what in if ok { passed += 1 } else { failures.append(what) } }
     syncBatchNormChecks(world) { ok, what in if ok { passed += 1 } else { failures.append(what) } }
+    halfPrecisionReducerChecks(world) { ok, what in if ok { passed += 1 } else { failures.append(what) } }
     let failedAnywhere = world.allreduce(Int64(failures.count))
     print("rank \(world.rank): \(passed) reducer checks passed, \(failures.count) failed\(failures.isEmpty ? "" : ": " + failures.joined(separator: "; "))")
     exit(failedAnywhere == 0 ? 0 : 1)
