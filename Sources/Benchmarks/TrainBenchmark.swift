@@ -57,15 +57,25 @@ public struct TrainBenchmark {
         }
     }
 
-    /// Trains with one layout and reads its metrics.
-    public func measure(_ setup: Setup, ranks: Int, threads: Int, in scratch: URL) throws -> Row {
+    /// Trains with one layout and reads its metrics. `launcher` runs it elsewhere than on this node's mpirun
+    /// (`TestHostBed.launcher`); `extra` are more flags of the train command (`--grad-compression fp16`).
+    public func measure(_ setup: Setup, ranks: Int, threads: Int, in scratch: URL, launcher: [String]? = nil,
+                        extra: [String] = []) throws -> Row {
         let run = scratch.appendingPathComponent("run-\(ranks)x\(threads)")
+        defer { try? FileManager.default.removeItem(at: run) }
         try MPILauncher.run(MPILauncher.currentExecutable, ranks: ranks, arguments: setup.stageArguments + [
             "--data", setup.shards.path, "--out", run.path, "--model", network, "--batch", "\(batch)", "--crop", "\(crop)",
-            "--epochs", "1000", "--max-steps", "\(steps)", "--threads", "\(threads)", "--log-level", "warning"])
+            "--epochs", "1000", "--max-steps", "\(steps)", "--threads", "\(threads)", "--keep", "0", "--log-level", "warning"] + extra,
+            launcher: launcher)
         let m = try TrainMetrics.read(run: run, batch: batch)
         return Row(ranks: ranks, threads: threads, imagesPerSecond: m.imagesPerSecond, stepSeconds: m.stepSeconds,
                    communicationShare: m.communicationShare)
+    }
+
+    /// The trainable parameters of the stage's network: the floats each rank all-reduces per update.
+    public func trainableParameters() -> Int {
+        let variant = ModelVariant(rawValue: network) ?? (stage == .sp ? .sp : .pc)
+        return Conformer(variant.config(k: 10), seed: 1).parameters.filter(\.requiresGrad).reduce(0) { $0 + $1.elementCount }
     }
 
     /// The FLOPs of one image's training step (PC: the crop and its pair; SP: the crop), forward and backward,

@@ -9,10 +9,13 @@ public enum MPILauncher {
     }
 
     /// Runs `mpirun -n ranks executable arguments…` on this node (no core binding) and throws if it fails.
-    public static func run(_ executable: String, ranks: Int, arguments: [String]) throws {
+    /// `launcher` replaces `mpirun` and its options (e.g. `scripts/hosts/mpirun`, which spreads the ranks over the
+    /// test hosts).
+    public static func run(_ executable: String, ranks: Int, arguments: [String], launcher: [String]? = nil) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["mpirun", "-n", "\(ranks)", "--oversubscribe", "--bind-to", "none", executable] + arguments
+        let mpirun = launcher ?? ["mpirun", "--oversubscribe", "--bind-to", "none"]
+        process.arguments = mpirun + ["-n", "\(ranks)", executable] + arguments
         // The calling process is an MPI singleton: the variables Open MPI set for it would confuse a new mpirun.
         var environment = ProcessInfo.processInfo.environment.filter { key, _ in
             !(key.hasPrefix("OMPI_") || key.hasPrefix("PMIX_") || key.hasPrefix("OPAL_") || key.hasPrefix("ORTE_"))

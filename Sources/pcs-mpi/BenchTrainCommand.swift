@@ -17,7 +17,10 @@ struct BenchTrainCommand: ParsableCommand {
         memory of the largest rank over the layouts. --stage sp trains \
         on random sub-category labels (one bit per present class) and also times feature extraction (512x512, \
         this process's threads) and the k-means of one 4,155 × 1,024 class (VOC's person) with k = 10. Run it as \
-        one process, from a release build.
+        one process, from a release build. With --hosts N (root; scripts/hosts) each layout runs once on this node \
+        and then with its ranks spread over N test hosts (network namespaces, TCP only) for each link shape in \
+        --shapes: the efficiency column is then against the same layout on one host, and the bytes each rank \
+        all-reduces per update are printed.
         """)
 
     @Option(help: "Training stage: pc or sp.")
@@ -39,6 +42,18 @@ struct BenchTrainCommand: ParsableCommand {
     @Option(help: "Side of the cross-scale pair.")
     var pair: Int = 224
 
+    @Option(help: "Spread each layout's ranks over this many test hosts (scripts/hosts, as root) after running it on one (0: one host only).")
+    var hosts: Int = 0
+
+    @Option(help: "Link shapes for --hosts, comma-separated: none or RATE:DELAY for tc netem (e.g. none,10gbit:0.05ms,1gbit:0.2ms).")
+    var shapes: String = "none,10gbit:0.05ms,1gbit:0.2ms"
+
+    @Option(help: "Gradients on the wire: none or fp16 (train's --grad-compression).")
+    var gradCompression: String = "none"
+
+    @Option(help: "Micro-batches per update (train's --accumulate): one allreduce per K micro-batches.")
+    var accumulate: Int = 1
+
     @Option(help: "Scratch folder (default: a new temporary folder, removed afterwards).")
     var dir: String?
 
@@ -47,10 +62,19 @@ struct BenchTrainCommand: ParsableCommand {
     func validate() throws {
         guard stage == "pc" || stage == "sp" else { throw ValidationError("--stage must be pc or sp; got '\(stage)'") }
         guard steps >= 2 else { throw ValidationError("--steps must be at least 2 (the first is not timed)") }
-        if let bad = layouts.parsed.first(where: { batch % $0.ranks != 0 }) {
-            throw ValidationError("--batch \(batch) does not split over \(bad.ranks) ranks")
+        if let bad = layouts.parsed.first(where: { batch % ($0.ranks * accumulate) != 0 }) {
+            throw ValidationError("--batch \(batch) does not split over \(bad.ranks) ranks × \(accumulate) micro-batches")
+        }
+        guard hosts >= 0, accumulate >= 1 else { throw ValidationError("--hosts must be ≥ 0 and --accumulate ≥ 1") }
+        guard gradCompression == "none" || gradCompression == "fp16" else {
+            throw ValidationError("--grad-compression must be none or fp16; got '\(gradCompression)'")
+        }
+        guard parsedShapes.count == shapes.split(separator: ",").count, !parsedShapes.isEmpty else {
+            throw ValidationError("--shapes must be none or RATE:DELAY, comma-separated; got '\(shapes)'")
         }
     }
+
+    var parsedShapes: [TestHostBed.LinkShape] { shapes.split(separator: ",").compactMap { TestHostBed.LinkShape(String($0)) } }
 
     func run() throws {
         let world = global.startWorld()
@@ -64,15 +88,34 @@ struct BenchTrainCommand: ParsableCommand {
         let peak = SgemmPeak.measure()
         print("bench train: stage \(stage), model \(bench.network), global batch \(batch), crop \(crop)\(stage == "pc" ? "/\(pair)" : ""), \(steps - 1) timed steps")
         print(String(format: "%.1f GFLOP per image (convolutions and products, counted in this process); sgemm peak %.0f GFLOP/s", flops / 1e9, peak))
-        print("layout        images/s   step s   exposed comm   efficiency   GFLOP/s   % sgemm")
-        var baseline: Double?
-        for (ranks, threads) in layouts.parsed {
-            let row = try bench.measure(setup, ranks: ranks, threads: threads, in: scratch)
-            let efficiency = baseline.map { row.imagesPerSecond / $0 } ?? 1
-            if baseline == nil { baseline = row.imagesPerSecond }
+        let extra = ["--grad-compression", gradCompression, "--accumulate", "\(accumulate)"]
+        let bed = hosts > 0 ? try TestHostBed(count: hosts) : nil
+        if bed != nil {
+            let bytes = Double(bench.trainableParameters() * (gradCompression == "fp16" ? 2 : 4))
+            print(String(format: "each rank all-reduces %.1f MB of gradients per update (%@), sending about 2(R−1)/R of it in a ring",
+                         bytes / 1e6, gradCompression == "fp16" ? "half precision" : "float32"))
+        }
+        print("layout                            images/s   step s   exposed comm   efficiency   GFLOP/s   % sgemm")
+        func report(_ what: String, _ row: TrainBenchmark.Row, against baseline: Double) {
             let gflops = row.imagesPerSecond * flops / 1e9
-            print(String(format: "%2d rank × %d thr %8.3f %8.2f %11.1f%% %11.0f%% %9.0f %8.0f%%", ranks, threads, row.imagesPerSecond,
-                         row.stepSeconds, 100 * row.communicationShare, 100 * efficiency, gflops, 100 * gflops / peak))
+            print(what.padding(toLength: 32, withPad: " ", startingAt: 0) + String(format: " %8.3f %8.2f %11.1f%% %11.0f%% %9.0f %8.0f%%",
+                  row.imagesPerSecond, row.stepSeconds, 100 * row.communicationShare, 100 * row.imagesPerSecond / baseline, gflops, 100 * gflops / peak))
+        }
+        var firstLayout: Double?
+        for (ranks, threads) in layouts.parsed {
+            let row = try bench.measure(setup, ranks: ranks, threads: threads, in: scratch, extra: extra)
+            // Without hosts the first layout is the reference of the others (same cores, another split); with
+            // hosts each layout on one host is the reference of its multi-host rows.
+            let baseline = bed == nil ? (firstLayout ?? row.imagesPerSecond) : row.imagesPerSecond
+            if firstLayout == nil { firstLayout = row.imagesPerSecond }
+            report("\(ranks) rank × \(threads) thr, 1 host", row, against: baseline)
+            guard let bed, ranks > 1 else { continue }
+            for shape in parsedShapes {
+                try bed.shape(shape)
+                defer { try? bed.shape(TestHostBed.LinkShape("none")!) }
+                let spread = try bench.measure(setup, ranks: ranks, threads: threads, in: scratch, launcher: bed.launcher, extra: extra)
+                report("\(ranks) rank × \(threads) thr, \(bed.count) hosts \(shape)", spread, against: row.imagesPerSecond)
+            }
         }
         // The kernel keeps one figure for all finished children: the largest rank of any layout.
         print(String(format: "peak resident memory of the largest rank over the layouts: %.0f MiB", PeakMemory.residentMiB().children))
