@@ -71,7 +71,7 @@ let package = Package(
         .testTarget(
             name: "DeepLabTests",
             dependencies: ["DeepLab", "Segmentation", "Storage", "Formats", "NN", "Imaging", "TestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "CLITests", dependencies: ["NN", "Formats", "Storage", "Distributed", "Imaging", "PCSformer", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["NN", "Formats", "Storage", "Distributed", "Imaging", "Segmentation", "PCSformer", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -71,11 +71,28 @@ public enum COCOCategories {
         Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($0.element, $0.offset) })
     }
 
-    /// Builds the category id → contiguous index map from an annotation file's own `categories` array.
-    ///
-    /// The array is sorted by id and the index of a category is its position in that order. It must be exactly the
-    /// standard 80 (same ids and names as ``ids`` and ``names``), because labels, class names and the model's
-    /// output width all assume that set; anything else throws ``COCOCategoryError`` naming the first difference.
+    /// The most classes a label map can hold: class c is label c + 1, 0 is background and 255 is ignore.
+    public static let maxClasses = 254
+
+    /// Builds the category id → contiguous index map from any COCO-format `categories` array (a user's own export):
+    /// sorted by id, the index of a category is its position in that order, and the class names are the file's.
+    /// Ids must be distinct and at most ``maxClasses`` categories fit a label map; otherwise ``COCOCategoryError``.
+    public static func anyCategoryIndex(for categories: [COCOCategory]) throws -> [Int: Int] {
+        guard !categories.isEmpty else { throw COCOCategoryError(reason: "the file lists no categories") }
+        guard categories.count <= maxClasses else {
+            throw COCOCategoryError(reason: "\(categories.count) categories; a label map holds at most \(maxClasses) (labels 1…254, 255 ignore)")
+        }
+        var index: [Int: Int] = [:]
+        for (i, category) in categories.sorted(by: { $0.id < $1.id }).enumerated() {
+            guard index[category.id] == nil else { throw COCOCategoryError(reason: "category id \(category.id) is listed twice") }
+            index[category.id] = i
+        }
+        return index
+    }
+
+    /// Like ``anyCategoryIndex(for:)``, but the array must be exactly the standard 80 (same ids and names as ``ids``
+    /// and ``names``), as `ingest coco --expect-coco80` asks; anything else throws ``COCOCategoryError`` naming the
+    /// first difference.
     public static func categoryIndex(for categories: [COCOCategory]) throws -> [Int: Int] {
         let sorted = categories.sorted { $0.id < $1.id }
         guard sorted.count == count else {

@@ -8,7 +8,7 @@ import Storage
 /// file, read by streaming (`COCOAnnotationIndex` maps the file and decodes one image's annotations at a time),
 /// so the 450 MB `instances_train2014.json` fits a small machine.
 ///
-/// Per image: the 80-d label of the categories among all its annotations, and a VOC-palette PNG label map
+/// Per image: the label vector (one entry per category of the file, 80 for COCO) of the categories among all its annotations, and a VOC-palette PNG label map
 /// (`rasterizeCOCOLabelMap`: instances in annotation order, crowd regions 255 where no instance is). Ids are the
 /// file stems (`COCO_train2014_000000000009`). Images without annotations are dropped (82,783 → 82,081 for
 /// train2014) unless `keepEmpty`.
@@ -19,7 +19,9 @@ public struct COCOIngestSource {
     public let images: [COCOImage]
     public let classNames: [String]
 
-    public init(images: URL, annotations: URL, keepEmpty: Bool) throws {
+    /// `expectCOCO80`: refuse a category list other than the standard 80 (else any COCO-format list is taken, its
+    /// classes indexed by category id order and named as the file names them).
+    public init(images: URL, annotations: URL, keepEmpty: Bool, expectCOCO80: Bool = false) throws {
         guard FileManager.default.fileExists(atPath: images.path) else {
             throw FileError(path: images.path, what: "no such image folder")
         }
@@ -27,7 +29,8 @@ public struct COCOIngestSource {
         let index = try COCOAnnotationIndex(url: annotations)
         self.index = index
         do {
-            categoryIndex = try COCOCategories.categoryIndex(for: index.categories)
+            categoryIndex = expectCOCO80 ? try COCOCategories.categoryIndex(for: index.categories)
+                : try COCOCategories.anyCategoryIndex(for: index.categories)
         } catch {
             throw FileError(path: annotations.path, what: error.localizedDescription)
         }
@@ -51,7 +54,8 @@ public struct COCOIngestSource {
             throw IngestError(rejected: RejectedImage(id: id, file: index.url.path, reason: error.localizedDescription))
         }
         var record = try ImageRecordLoader.load(id: id, imagePath: path,
-                                                label: cocoImageLabels(annotations: annotations, categoryIndex: categoryIndex))
+                                                label: cocoImageLabels(annotations: annotations, categoryIndex: categoryIndex,
+                                                                       classCount: categoryIndex.count))
         guard record.width == image.width, record.height == image.height else {
             throw IngestError(rejected: RejectedImage(id: id, file: path,
                 reason: "image is \(record.width)x\(record.height), annotations say \(image.width)x\(image.height)"))

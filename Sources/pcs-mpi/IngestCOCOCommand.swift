@@ -5,10 +5,11 @@ import Segmentation
 struct IngestCOCOCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "coco",
-        abstract: "Ingest MS-COCO 2014 (images + instances JSON), with masks rasterised from polygons and RLE.",
+        abstract: "Ingest MS-COCO 2014 or any COCO-format set (images + instances JSON), with masks rasterised from polygons and RLE.",
         discussion: """
-        Labels: the 80 categories (contiguous index = rank of the category id) among all of an image's \
-        annotations. Masks: non-crowd instances painted in annotation order (later ones win), crowd regions 255 \
+        Labels: the file's categories (COCO 2014: 80; a COCO-format export of your own: its own list; contiguous \
+        index = rank of the category id, names from the file, at most 254) among all of an image's annotations. \
+        --expect-coco80 refuses anything but the standard 80 (ids and names). Masks: non-crowd instances painted in annotation order (later ones win), crowd regions 255 \
         (ignore) where no instance is; background 0; class c is label c+1. The annotation file is streamed, not \
         loaded whole.
         """)
@@ -22,13 +23,16 @@ struct IngestCOCOCommand: ParsableCommand {
     @Flag(help: "Keep images that have no annotations (all-background masks, empty labels).")
     var keepEmpty = false
 
+    @Flag(help: "Refuse a category list other than MS-COCO's standard 80 (same ids and names).")
+    var expectCoco80 = false
+
     @OptionGroup var output: IngestOutputOptions
     @OptionGroup var global: GlobalOptions
 
     func run() throws {
         let world = global.startWorld()
         let source = try COCOIngestSource(images: URL(fileURLWithPath: images), annotations: URL(fileURLWithPath: annotations),
-                                          keepEmpty: keepEmpty)
+                                          keepEmpty: keepEmpty, expectCOCO80: expectCoco80)
         try output.ingest(defaultName: URL(fileURLWithPath: images).lastPathComponent, classNames: source.classNames,
                           source: "coco:\(annotations)", count: source.count, world: world, makeRecord: source.record)
     }

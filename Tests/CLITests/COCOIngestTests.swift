@@ -1,6 +1,7 @@
 @testable import Distributed
 import Foundation
 @testable import Imaging
+import Segmentation
 import Storage
 import TestSupport
 import XCTest
@@ -65,6 +66,47 @@ final class COCOIngestTests: XCTestCase {
         let kept = try ingest(dir.appendingPathComponent("train2014"), out: dir.appendingPathComponent("kept"), ranks: 1, extra: ["--keep-empty"])
         XCTAssertEqual(kept.status, 0, kept.stderr)
         XCTAssertEqual(try ShardedDataset(directory: dir.appendingPathComponent("kept"), name: "coco").count, 7)
+    }
+
+    /// A COCO-format export with its own categories (those of the fixture that occur, renamed): classes in
+    /// category-id order with the file's names, the masks those of pycocotools with each label moved to its new
+    /// index; `--expect-coco80` refuses the file in one line and takes the standard one.
+    func testAnyCategoryListIsIndexedByIdWithItsOwnNames() throws {
+        let dir = try TestSupport.scratchDirectory()
+        let instances = try makeImages(dir.appendingPathComponent("images"))
+        var json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: Self.fixtures.appendingPathComponent("instances_fixture.json"))) as? [String: Any])
+        let annotations = try XCTUnwrap(json["annotations"] as? [[String: Any]])
+        let used = Set(annotations.compactMap { $0["category_id"] as? Int }).sorted()
+        json["categories"] = used.reversed().map { ["id": $0, "name": "kind \($0)", "supercategory": "own"] as [String: Any] }
+        let custom = dir.appendingPathComponent("own.json")
+        try JSONSerialization.data(withJSONObject: json).write(to: custom)
+        let out = dir.appendingPathComponent("own")
+        let result = try TestSupport.pcsMPI(["ingest", "coco", "--images", dir.appendingPathComponent("images").path, "--annotations", custom.path,
+                                             "--out", out.path, "--shards", "1", "--name", "own"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let set = try ShardedDataset(directory: out, name: "own")
+        XCTAssertEqual(set.classNames, used.map { "kind \($0)" })
+        // pycocotools' maps use the standard index + 1; here a category's label is its rank among `used` + 1.
+        let standard = Dictionary(uniqueKeysWithValues: COCOCategories.ids.enumerated().map { ($0.offset + 1, $0.element) })
+        let expected = try JSONDecoder().decode(Expected.self, from: Data(contentsOf: Self.fixtures.appendingPathComponent("expected.json")))
+        for image in expected.images where !image.label_map_runs.isEmpty && !image.image_labels.isEmpty {
+            let id = ((instances.images.first { $0.id == image.id }?.file_name ?? "") as NSString).deletingPathExtension
+            let record = try set.record(id)
+            XCTAssertEqual(record.label.count, used.count)
+            let mask = try PNGCodec.decodeIndices(try XCTUnwrap(record.mask), name: id)
+            let reference = image.label_map_runs.flatMap { run -> [UInt8] in
+                let value = run[0] == 0 || run[0] == 255 ? run[0] : 1 + (used.firstIndex(of: standard[run[0]] ?? -1) ?? 254)
+                return [UInt8](repeating: UInt8(value), count: run[1])
+            }
+            XCTAssertEqual(mask.pixels, reference, "label map of \(id)")
+        }
+        let strict = try TestSupport.pcsMPI(["ingest", "coco", "--images", dir.appendingPathComponent("images").path, "--annotations", custom.path,
+                                             "--out", dir.appendingPathComponent("strict").path, "--expect-coco80"])
+        XCTAssertEqual(strict.status, 1)
+        XCTAssertEqual(strict.stderr.split(separator: "\n").count, 1, strict.stderr)
+        XCTAssertTrue(strict.stderr.contains("own.json") && strict.stderr.contains("non-standard COCO categories"), strict.stderr)
+        XCTAssertEqual(try ingest(dir.appendingPathComponent("images"), out: dir.appendingPathComponent("standard"), ranks: 1,
+                                  extra: ["--expect-coco80"]).status, 0)
     }
 
     func testImageOfTheWrongSizeIsNamed() throws {

@@ -87,6 +87,22 @@ final class COCOAnnotationIndexTests: XCTestCase {
         XCTAssertEqual(try COCOCategories.categoryIndex(for: index.categories.reversed()), map)
     }
 
+    func testAnyCategoryListIsIndexedByIdOrder() throws {
+        let own = [COCOCategory(id: 50, name: "kite"), COCOCategory(id: 3, name: "dog"), COCOCategory(id: 7, name: "cat")]
+        XCTAssertEqual(try COCOCategories.anyCategoryIndex(for: own), [3: 0, 7: 1, 50: 2])
+        func message(_ categories: [COCOCategory]) -> String {
+            do {
+                _ = try COCOCategories.anyCategoryIndex(for: categories)
+                return "no error"
+            } catch { return "\(error)" }
+        }
+        XCTAssertEqual(message([]), "non-standard COCO categories: the file lists no categories")
+        XCTAssertEqual(message(own + [COCOCategory(id: 7, name: "again")]), "non-standard COCO categories: category id 7 is listed twice")
+        XCTAssertEqual(message((1...255).map { COCOCategory(id: $0, name: "c\($0)") }),
+                       "non-standard COCO categories: 255 categories; a label map holds at most 254 (labels 1…254, 255 ignore)")
+        XCTAssertEqual(try COCOCategories.anyCategoryIndex(for: (1...254).map { COCOCategory(id: $0, name: "c\($0)") }).count, 254)
+    }
+
     func testNonStandardCategoriesGiveAClearError() throws {
         let standard = zip(COCOCategories.ids, COCOCategories.names).map { COCOCategory(id: $0, name: $1) }
         func message(_ categories: [COCOCategory]) -> String {
