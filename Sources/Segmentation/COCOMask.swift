@@ -181,6 +181,76 @@ public enum COCOMask {
         }
     }
 
+    /// Encodes a row-major `height × width` mask (non-zero is set) as run lengths, pycocotools' `encode`.
+    public static func rle(mask: [UInt8], height: Int, width: Int) -> COCORLE {
+        precondition(mask.count == height * width, "COCOMask.rle: \(mask.count) pixels for \(height)x\(width)")
+        var counts: [UInt32] = []
+        var current: UInt8 = 0
+        var run: UInt32 = 0
+        for col in 0..<width {
+            for row in 0..<height {
+                let bit: UInt8 = mask[row * width + col] != 0 ? 1 : 0
+                if bit != current {
+                    counts.append(run)
+                    (current, run) = (bit, 0)
+                }
+                run += 1
+            }
+        }
+        counts.append(run)
+        return COCORLE(height: height, width: width, counts: counts)
+    }
+
+    /// Packs run lengths into the compressed `counts` string, pycocotools' `rleToString`: the inverse of
+    /// ``decodeCompressedCounts(_:)`` (values from index 3 on as deltas to `counts[i−2]`, 5 bits a character).
+    public static func compressedCounts(_ counts: [UInt32]) -> String {
+        var bytes: [UInt8] = []
+        for i in counts.indices {
+            var x = Int64(counts[i])
+            if i > 2 { x -= Int64(counts[i - 2]) }
+            var more = true
+            while more {
+                var c = x & 0x1f
+                x >>= 5
+                more = c & 0x10 != 0 ? x != -1 : x != 0
+                if more { c |= 0x20 }
+                bytes.append(UInt8(c + 48))
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Polygon parts whose pycocotools rasterisation is exactly `mask` (row-major, non-zero set): one rectangle per
+    /// run of set pixels in a row, with corners on the pixel edges (`(c ± 0.5, r ± 0.5)`), taller where rows repeat.
+    /// For generated COCO-format data; real annotations trace outlines instead.
+    public static func rectanglePolygons(mask: [UInt8], height: Int, width: Int) -> [[Double]] {
+        var open: [Int: (top: Int, c0: Int, c1: Int)] = [:]   // by c0, the rectangles still growing downwards
+        var parts: [[Double]] = []
+        func close(_ r: (top: Int, c0: Int, c1: Int), bottom: Int) {
+            let (x0, x1, y0, y1) = (Double(r.c0) - 0.5, Double(r.c1) + 0.5, Double(r.top) - 0.5, Double(bottom) + 0.5)
+            parts.append([x0, y0, x1, y0, x1, y1, x0, y1])
+        }
+        for row in 0...height {
+            var runs: [(Int, Int)] = []
+            if row < height {
+                var col = 0
+                while col < width {
+                    guard mask[row * width + col] != 0 else { col += 1; continue }
+                    let start = col
+                    while col < width, mask[row * width + col] != 0 { col += 1 }
+                    runs.append((start, col - 1))
+                }
+            }
+            var next: [Int: (top: Int, c0: Int, c1: Int)] = [:]
+            for (c0, c1) in runs {
+                if let r = open[c0], r.c1 == c1 { next[c0] = r; open[c0] = nil } else { next[c0] = (row, c0, c1) }
+            }
+            for r in open.values.sorted(by: { $0.c0 < $1.c0 }) { close(r, bottom: row - 1) }
+            open = next
+        }
+        return parts
+    }
+
     /// Decodes `rle` into a row-major `rle.height × rle.width` array of 0/1.
     public static func binaryMask(_ rle: COCORLE) -> [UInt8] {
         var mask = [UInt8](repeating: 0, count: rle.height * rle.width)

@@ -121,3 +121,36 @@ final class COCOIngestTests: XCTestCase {
         XCTAssertTrue(missing.stderr.contains("none.json"), missing.stderr)
     }
 }
+
+/// `synth --format coco` → `ingest coco` gives the dataset `synth` → `ingest voc` gives: the same ids, class
+/// names, image labels and masks (polygons, both RLE forms and crowd regions all rasterised back), on 1 and 2 ranks.
+final class SyntheticCOCOTests: XCTestCase {
+    func testCOCOLayoutIngestsToTheVOCLayoutsDataset() throws {
+        let dir = try TestSupport.scratchDirectory()
+        let common = ["--images", "16", "--size", "64x48", "--classes", "5", "--seed", "3", "--log-level", "warning"]
+        XCTAssertEqual(try TestSupport.pcsMPI(["synth", "--out", dir.appendingPathComponent("voc").path] + common).status, 0)
+        let coco = try TestSupport.mpirun(2, "pcs-mpi", ["synth", "--out", dir.appendingPathComponent("coco").path, "--format", "coco"] + common)
+        XCTAssertEqual(coco.status, 0, coco.stderr)
+        for split in ["train", "val"] {
+            XCTAssertEqual(try TestSupport.pcsMPI(["ingest", "voc", "--root", dir.appendingPathComponent("voc").path, "--split",
+                                                   dir.appendingPathComponent("voc/ImageSets/Segmentation/\(split).txt").path,
+                                                   "--out", dir.appendingPathComponent("voc-shards").path, "--shards", "2", "--log-level", "warning"]).status, 0)
+            let ingested = try TestSupport.mpirun(2, "pcs-mpi", ["ingest", "coco", "--images", dir.appendingPathComponent("coco/images").path,
+                                                                 "--annotations", dir.appendingPathComponent("coco/annotations/instances_\(split).json").path,
+                                                                 "--out", dir.appendingPathComponent("coco-shards").path, "--name", split,
+                                                                 "--shards", "2", "--log-level", "warning"])
+            XCTAssertEqual(ingested.status, 0, ingested.stderr)
+            let voc = try ShardedDataset(directory: dir.appendingPathComponent("voc-shards"), name: split)
+            let fromCOCO = try ShardedDataset(directory: dir.appendingPathComponent("coco-shards"), name: split)
+            XCTAssertEqual(fromCOCO.classNames, voc.classNames)
+            XCTAssertEqual(fromCOCO.ids.sorted(), voc.ids.sorted(), "every image with an object is kept")
+            for id in voc.ids {
+                let a = try voc.record(id), b = try fromCOCO.record(id)
+                XCTAssertEqual(b.label, a.label, "labels of \(id)")
+                XCTAssertEqual(try PNGCodec.decodeIndices(try XCTUnwrap(b.mask), name: id).pixels,
+                               try PNGCodec.decodeIndices(try XCTUnwrap(a.mask), name: id).pixels, "mask of \(id)")
+                XCTAssertEqual(b.image, a.image, "JPEG of \(id)")
+            }
+        }
+    }
+}

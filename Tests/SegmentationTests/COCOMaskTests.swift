@@ -65,6 +65,27 @@ final class COCOMaskTests: XCTestCase {
         XCTAssertEqual(COCOMask.decodeCompressedCounts(""), [])
     }
 
+    /// The encoders `synth --format coco` writes with: pycocotools' strings back from their counts, any mask back
+    /// from its run lengths, and rectangle polygons that rasterise (pycocotools' rule) to exactly the mask.
+    func testEncodersInvertTheDecoders() {
+        for string in ["53T3OTNO9", "0X6", "W61", "Xo0`j`1Pac0eU_NQ_\\OmYl0", ""] {
+            XCTAssertEqual(COCOMask.compressedCounts(COCOMask.decodeCompressedCounts(string)), string)
+        }
+        var rng = SystemRandomNumberGenerator()
+        for (h, w) in [(1, 1), (7, 5), (13, 29)] {
+            for density in [0.0, 0.3, 0.9, 1.0] {
+                var mask = (0..<(h * w)).map { _ in UInt8(Double.random(in: 0..<1, using: &rng) < density ? 1 : 0) }
+                if h * w > 4 { for i in 0..<(h * w) where (i / w) % 3 == 1 { mask[i] = mask[i - w] } }   // repeated rows
+                let rle = COCOMask.rle(mask: mask, height: h, width: w)
+                XCTAssertEqual(rle.counts.reduce(0) { $0 + Int($1) }, h * w)
+                XCTAssertEqual(COCOMask.binaryMask(rle), mask)
+                XCTAssertEqual(COCOMask.decodeCompressedCounts(COCOMask.compressedCounts(rle.counts)), rle.counts)
+                let polygons = COCOMask.rectanglePolygons(mask: mask, height: h, width: w)
+                XCTAssertEqual(COCOMask.binaryMask(for: .polygons(polygons), height: h, width: w), mask, "\(h)x\(w) at \(density)")
+            }
+        }
+    }
+
     func testCompressedRLEAnnotationsMatchReference() throws {
         let instances = try COCOFixture.instances()
         let expected = Dictionary(uniqueKeysWithValues: try COCOFixture.expected().annotations.map { ($0.id, $0) })
