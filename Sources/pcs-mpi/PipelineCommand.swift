@@ -13,8 +13,9 @@ struct PipelineCommand: ParsableCommand {
         discussion: """
         The YAML file names the run folder (`run: DIR`) and gives each stage's options as a mapping, passed to \
         the stage's command as --key value (see configs/demo.yaml). Stages: \(PipelineCommand.stageNames.joined(separator: ", ")). \
-        `synth` runs when the file has a synth section; otherwise `ingest` needs `root` and `lists` (comma-separated \
-        split lists). The SP stages run when the file has a train-sp section; infer-cam-sp and eval-sp take the \
+        `synth` runs when the file has a synth section (`format: coco` writes and ingests COCO's layout); otherwise \
+        `ingest` needs `root` and `lists` (VOC: comma-separated split lists) or `format: coco` with comma-separated \
+        `images`, `annotations` and `names` (see configs/coco.yaml). The SP stages run when the file has a train-sp section; infer-cam-sp and eval-sp take the \
         infer-cam and eval sections' options unless they have their own. Outputs: RUN/synth, RUN/shards, \
         RUN/train-pc, RUN/cams-pc, RUN/eval-pc (eval.json, seeds/, contact-sheet.png), RUN/features, RUN/cluster, \
         RUN/train-sp, RUN/cams-sp, RUN/eval-sp, RUN/crf-labels (the la/ha maps), with a train-aff section RUN/train-aff, RUN/rw (random-walk labels), \
@@ -59,6 +60,23 @@ struct PipelineCommand: ParsableCommand {
         var commands: () throws -> [[String]]
     }
 
+    /// The `ingest coco` commands when the data is in COCO's layout: a synth section with `format: coco` (its
+    /// train and val instances files), or an ingest section with `format: coco` and comma-separated `images`,
+    /// `annotations` and `names` (one set each, e.g. train2014 and val2014 as train and val). Nil for VOC.
+    func cocoIngest(_ file: PipelineConfig, synthetic: Bool, path: (String) -> String) throws -> [[String]]? {
+        if synthetic {
+            guard file.value("synth", "format") == "coco" else { return nil }
+            return ["train", "val"].map { ["ingest", "coco", "--images", path("synth/images"),
+                                           "--annotations", path("synth/annotations/instances_\($0).json"), "--name", $0] }
+        }
+        guard file.value("ingest", "format") == "coco" else { return nil }
+        let lists = ["images", "annotations", "names"].map { (file.value("ingest", $0) ?? "").split(separator: ",").map(String.init) }
+        guard !lists[0].isEmpty, lists.allSatisfy({ $0.count == lists[0].count }) else {
+            throw ConfigError(file: file.file, line: nil, "`ingest` with `format: coco` needs `images`, `annotations` and `names`, as many of each")
+        }
+        return lists[0].indices.map { ["ingest", "coco", "--images", lists[0][$0], "--annotations", lists[1][$0], "--name", lists[2][$0]] }
+    }
+
     func stages(_ file: PipelineConfig, run: URL) -> [Stage] {
         let path = { (name: String) in run.appendingPathComponent(name).path }
         let split = split(file)
@@ -80,6 +98,9 @@ struct PipelineCommand: ParsableCommand {
             })
         }
         list.append(Stage(name: "ingest", inputs: synthetic ? ["synth"] : [], outputs: ["shards"]) {
+            if let coco = try cocoIngest(file, synthetic: synthetic, path: path) {
+                return coco.map { $0 + ["--out", path("shards")] + without(file.arguments("ingest"), ["format", "images", "annotations", "names"]) }
+            }
             let root = synthetic ? path("synth") : file.value("ingest", "root")
             let lists = synthetic
                 ? ["train", "val"].map { path("synth/ImageSets/Segmentation/\($0).txt") }

@@ -133,4 +133,46 @@ final class PipelineTests: XCTestCase {
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: run.appendingPathComponent("train-pc").path), "--until ingest stops there")
     }
+
+    /// COCO's layout both ways: a synth section with `format: coco` (written and ingested as COCO, sparse category
+    /// ids) runs through train-pc and infer-cam; an ingest section with `format: coco` ingests a COCO-format set by
+    /// its `images`, `annotations` and `names`.
+    func testCOCOLayoutThroughThePipeline() throws {
+        let dir = try TestSupport.scratchDirectory()
+        let run = dir.appendingPathComponent("run"), yaml = dir.appendingPathComponent("coco.yaml")
+        try """
+        run: \(run.path)
+        synth: {images: 16, size: 64x48, classes: 4, seed: 2, format: coco}
+        ingest: {shards: 2}
+        train-pc: {model: tiny-pc, epochs: 1, batch: 4, crop: 64, pair: 32, resize-long: "64:96", lr: 1e-3}
+        infer-cam: {split: train, long-side: 64, scales: "1"}
+        eval: {threshold: 0.46, sheet-images: 2}
+        """.write(to: yaml, atomically: true, encoding: .utf8)
+        let result = try TestSupport.mpirun(2, "pcs-mpi", ["pipeline", "--config", yaml.path, "--log-level", "warning"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: run.appendingPathComponent("synth/annotations/instances_val.json").path))
+        let index = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: run.appendingPathComponent("shards/train-index.json"))) as? [String: Any])
+        XCTAssertTrue("\(index)".contains("coco:"), "the shards say they came from a COCO instances file: \(index)")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: run.appendingPathComponent("eval-pc/eval.json").path))
+
+        let again = dir.appendingPathComponent("again"), plain = dir.appendingPathComponent("plain.yaml")
+        let synth = run.appendingPathComponent("synth")
+        try """
+        run: \(again.path)
+        ingest: {format: coco, images: "\(synth.path)/images,\(synth.path)/images", names: "train,val", annotations: "\(synth.path)/annotations/instances_train.json,\(synth.path)/annotations/instances_val.json", shards: 1}
+        train-pc: {model: tiny-pc}
+        """.write(to: plain, atomically: true, encoding: .utf8)
+        let ingested = try TestSupport.pcsMPI(["pipeline", "--config", plain.path, "--until", "ingest", "--log-level", "warning"])
+        XCTAssertEqual(ingested.status, 0, ingested.stderr)
+        for name in ["train", "val"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: again.appendingPathComponent("shards/\(name)-index.json").path), name)
+        }
+        try """
+        run: \(again.path)
+        ingest: {format: coco, images: "\(synth.path)/images", names: "train,val", annotations: "\(synth.path)/annotations/instances_train.json"}
+        """.write(to: plain, atomically: true, encoding: .utf8)
+        let mismatched = try TestSupport.pcsMPI(["pipeline", "--config", plain.path, "--from", "ingest", "--until", "ingest"])
+        XCTAssertNotEqual(mismatched.status, 0)
+        XCTAssertTrue(mismatched.stderr.contains("as many of each"), mismatched.stderr)
+    }
 }
