@@ -95,6 +95,7 @@ public final class Communicator: @unchecked Sendable {
     ///
     /// Use it when this rank cannot go on and the others would otherwise wait for it forever in a collective.
     public func abort(_ message: String, code: Int32 = 1) -> Never {
+        LostRankWatch.standingDown = true
         Log.errorLine(message)
         if size > 1 {
             MPI_Abort(handle, code)

@@ -56,8 +56,14 @@ public enum LostRankWatch {
         }
     }
 
+    /// Set by a rank that ends on an error it printed (`Communicator.abort`): the other ranks' ends are then that
+    /// error's doing, not a loss to report (seen under a wrapper such as `/usr/bin/time`, where a rank that printed
+    /// its error can be gone before the daemon's SIGCONT reaches another rank that is aborting too).
+    nonisolated(unsafe) static var standingDown = false
+
     /// After a SIGCONT: reports the node's dead ranks if this is the lowest rank still alive there, and exits.
     private static func check() {
+        guard !standingDown else { return }
         let lost = peers.filter { $0.rank != me && !isAlive($0.pid) }
         guard !lost.isEmpty, peers.filter({ isAlive($0.pid) }).map(\.rank).min() == me else { return }
         Log.errorLine(message(lost: lost.map(\.rank), recovery: recovery()))

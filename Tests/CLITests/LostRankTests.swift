@@ -50,4 +50,18 @@ final class LostRankTests: XCTestCase {
         XCTAssertEqual(lines.first, "pcs-mpi[0]: error: rank 1 was lost (killed, out of memory or a crash: it ended without a word); "
                        + "infer-cam: the complete CAM parts in \(cams.path) are kept: run the same command again to compute the rest")
     }
+
+    /// Every rank stops on the same bad input and says so: nobody was lost, so no rank may say otherwise, even
+    /// when a wrapper (`/usr/bin/time`) lets one rank's process end before another's abort is under way.
+    func testRanksThatAllStopOnAnErrorReportNoLoss() throws {
+        for _ in 0..<6 {
+            let result = try TestSupport.run("/usr/bin/env", [
+                "mpirun", "-n", "2", "--oversubscribe", "--bind-to", "none", "/usr/bin/time", "-q", TestSupport.binary("pcs-mpi"),
+                "ingest", "coco", "--images", "/nonexistent-images", "--annotations", "/nonexistent.json", "--out", "/nonexistent-out",
+            ], timeout: 60)
+            XCTAssertNotEqual(result.status, 0)
+            XCTAssertTrue(result.stderr.contains("/nonexistent-images: no such image folder"), result.stderr)
+            XCTAssertEqual(lostLines(result), [], result.stderr)
+        }
+    }
 }
