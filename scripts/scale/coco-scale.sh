@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # COCO at scale on this machine: a generated COCO-format set of N small images (`synth --format coco`), ingested under
-# `mpirun -n 2`, then seeds from `infer-cam` with the tiny network (upstream's pyramid at long side 64), killed once
+# `mpirun -n 2`, then seeds from `infer-cam` with the tiny network (upstream's pyramid at long side 128), killed once
 # half-way and rerun to completion. Prints images/s per stage, the peak resident memory of each rank (flat in N:
 # everything streams), and the sizes on disk.
-#   bash scripts/scale/coco-scale.sh N [PCS_MPI_BINARY]     (default: 20000 images, .build/release/pcs-mpi)
+#   bash scripts/scale/coco-scale.sh N [PCS_MPI_BINARY] [--no-infer]   (default: 20000 images, .build/release/pcs-mpi)
+# --no-infer stops after ingest (the memory figures at several N without the hour of CAMs).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 n=${1:-20000}
 bin=$(realpath "${2:-.build/release/pcs-mpi}")
+infer_too=1
+[ "${3:-}" = --no-infer ] && infer_too=0
 work=${PCS_SCALE_DIR:-/tmp/pcs-coco-scale-$n}
 source scripts/mpi-env.sh
 export OMP_WAIT_POLICY=passive
@@ -35,22 +38,26 @@ train=$(python3 -c "import json; print(len(json.load(open('$work/coco/annotation
 timed ingest ingest coco --images "$work/coco/images" --annotations "$work/coco/annotations/instances_train.json" --name train \
   --out "$work/shards" --shards 16 "${quiet[@]}"
 report ingest "$train"
+if [ "$infer_too" -eq 0 ]; then
+  echo "scale: sizes: $(du -sh "$work/coco/images" | cut -f1) images, $(du -sh "$work/coco/annotations" | cut -f1) annotations, $(du -sh "$work/shards" | cut -f1) shards"
+  exit 0
+fi
 "$bin" train-pc --data "$work/shards" --out "$work/pc" --model tiny-pc --max-steps 1 --batch 2 --crop 64 --pair 32 --resize-long 64:96 "${quiet[@]}"
 weights=$(ls "$work"/pc/checkpoint-*.h5 | tail -n 1)
-infer=(infer-cam --data "$work/shards" --split train --out "$work/cams" --model tiny-pc --weights "$weights" --long-side 64 --part-seconds 10 "${quiet[@]}")
+infer=(infer-cam --data "$work/shards" --split train --out "$work/cams" --model tiny-pc --weights "$weights" --long-side 128 --part-seconds 10 "${quiet[@]}")
 # The first run is killed (SIGKILL to the whole job) when about half the images have CAMs; the rerun keeps the
 # complete parts and computes the rest.
 start=$(date +%s.%N)
 setsid "${mpi[@]}" "$bin" "${infer[@]}" > "$work/killed.log" 2>&1 &
 job=$!
 while kill -0 "$job" 2> /dev/null; do
-  done_images=$(python3 - "$work/cams" << 'PY' 2> /dev/null || echo 0
+  done_images=$(/usr/bin/python3 - "$work/cams" << 'PY' 2> /dev/null || echo 0
 import glob, sys, h5py
 total = 0
 for path in glob.glob(sys.argv[1] + "/cams-*.h5"):
     try:
         with h5py.File(path, "r") as f:
-            total += len(f.keys())
+            total += len(f["ids"])
     except Exception:
         pass
 print(total)
@@ -65,7 +72,7 @@ killed_after=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e
 timed infer-cam "${infer[@]}"
 report infer-cam "$train"
 echo "scale: infer-cam killed after ${killed_after} s with ${done_images:-?} images done; the rerun above computed the rest"
-python3 - "$work/cams" "$train" << 'PY'
+/usr/bin/python3 - "$work/cams" "$train" << 'PY'
 import json, sys
 index = json.load(open(sys.argv[1] + "/cams-index.json"))
 count = sum(len(shard["ids"]) for shard in index["shards"])
