@@ -27,7 +27,7 @@ vector per region plus N(0, 0.15²) noise per feature cell) over upstream's pair
 get_indices_of_pairs`), quantised to q/65535; CAMs smooth blobs inside the ellipses, quantised to q/255. So both
 sides read the same float32 values. `--save-inputs DIR` writes DIR/walk-WxH.h5 (gzip): affinity_q int32 (34, P),
 cams_q uint8 (K, H, W), classes int32 (K), argmax uint8 (H, W) = upstream's `res`, attributes beta, logt,
-background. images/s per size and thread count: timed calls after one untimed call at 64×48.
+background. images/s per size and thread count: timed calls after one untimed call at 128×96.
 
 fixture: the 500×375 inputs with their dense argmax, written to --out (what RandomWalkFixtureTests reads).
 """
@@ -244,7 +244,7 @@ def walk(args):
         argmax = None
         for threads in (int(t) for t in args.threads.split(",")):
             torch.set_num_threads(threads)
-            dense_walk(code, make_walk_inputs(64, 48, 1), 64, 48, args.beta, args.logt, args.background)
+            dense_walk(code, make_walk_inputs(128, 96, 1), 128, 96, args.beta, args.logt, args.background)  # warm-up (radius 5 needs 9 × 12 cells)
             t0 = time.perf_counter()
             for _ in range(args.repeats):
                 argmax = dense_walk(code, inputs, width, height, args.beta, args.logt, args.background)
