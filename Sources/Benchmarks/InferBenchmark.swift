@@ -6,18 +6,21 @@ import PCSformer
 import Segmentation
 import Storage
 
-/// `bench infer`: the 8-pass CAM inference of spec §4 on generated 500×375 images, through `infer-cam` under
+/// `bench infer`: the 8-pass CAM inference of spec §4 on generated 500×375 images (or `width × height`), through `infer-cam` under
 /// `mpirun -n R --threads T` for each layout. Images/s is end to end (decode, pyramid, 8 passes, combination, HDF5
 /// output), the first image included; the FLOPs of one image are counted in this process.
 public struct InferBenchmark {
     public var model: ModelVariant
     public var images: Int
     public var classesPerImage: Int
+    public var width: Int, height: Int
 
-    public init(model: ModelVariant, images: Int, classesPerImage: Int) {
+    public init(model: ModelVariant, images: Int, classesPerImage: Int, width: Int = 500, height: Int = 375) {
         self.model = model
         self.images = images
         self.classesPerImage = classesPerImage
+        self.width = width
+        self.height = height
     }
 
     /// The dataset and the saved network every layout runs on, and the FLOPs of one image's 8 passes.
@@ -35,7 +38,7 @@ public struct InferBenchmark {
 
     public func prepare(in scratch: URL, world: Communicator) throws -> Setup {
         // Every image gets the same number of present classes, so the work per image is what classesPerImage says.
-        let shards = try BenchDataset.make(in: scratch, images: images, seed: 7, shards: 2, world: world) { _ in
+        let shards = try BenchDataset.make(in: scratch, images: images, seed: 7, shards: 2, world: world, width: width, height: height) { _ in
             (0..<20).map { $0 < classesPerImage ? 1 : 0 }
         }
         let conformer = Conformer(model.config(), seed: 1)
