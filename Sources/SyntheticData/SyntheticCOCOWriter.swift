@@ -21,22 +21,16 @@ import Segmentation
 /// fragments in image order, so the files are the same for any rank count. Memory: rank 0 holds the fragments of
 /// one split (a few KB an image).
 public struct SyntheticCOCOWriter {
-    public var config: SyntheticConfig
-    public var images: Int
-    public var valFraction: Double
-    public var jpegQuality: Int
+    /// The images, their count, seed, split and JPEG quality: the VOC writer's settings, so both layouts hold the
+    /// same dataset.
+    public var voc: SyntheticDatasetWriter
+    var config: SyntheticConfig { voc.config }
+    var images: Int { voc.images }
 
-    public init(config: SyntheticConfig, images: Int, valFraction: Double = 0.25, jpegQuality: Int = 92) {
-        self.config = config
-        self.images = images
-        self.valFraction = valFraction
-        self.jpegQuality = jpegQuality
-    }
+    public init(_ voc: SyntheticDatasetWriter) { self.voc = voc }
 
     /// The category id of class `c` of `classes`.
     public static func categoryID(_ c: Int, classes: Int) -> Int { COCOCategories.ids[c * COCOCategories.count / classes] }
-
-    var voc: SyntheticDatasetWriter { SyntheticDatasetWriter(config: config, images: images, valFraction: valFraction, jpegQuality: jpegQuality) }
 
     public func write(to root: URL, world: Communicator) throws {
         let fm = FileManager.default
@@ -50,7 +44,7 @@ public struct SyntheticCOCOWriter {
         for i in mine {
             let id = SyntheticDatasetWriter.id(i)
             let sample = SyntheticScene.render(index: i, config: config)
-            let jpeg = try JPEGCodec.encode(PixelImage(width: sample.width, height: sample.height, channels: 3, pixels: sample.rgb), quality: jpegQuality)
+            let jpeg = try JPEGCodec.encode(PixelImage(width: sample.width, height: sample.height, channels: 3, pixels: sample.rgb), quality: voc.jpegQuality)
             try AtomicFile.write(Data(jpeg), to: imagesFolder.appendingPathComponent("\(id).jpg"))
             lines += "\(i)\t" + Self.entry(index: i, fileName: "\(id).jpg", sample: sample, classes: classes.count) + "\n"
             progress.advance()

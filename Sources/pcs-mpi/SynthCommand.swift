@@ -67,7 +67,7 @@ struct SynthCommand: ParsableCommand {
         let config = SyntheticConfig(width: d.width, height: d.height, classes: classes, seed: seed)
         let writer = SyntheticDatasetWriter(config: config, images: images, valFraction: valFraction)
         if format == "coco" {
-            try SyntheticCOCOWriter(config: config, images: images, valFraction: valFraction).write(to: URL(fileURLWithPath: out), world: world)
+            try SyntheticCOCOWriter(writer).write(to: URL(fileURLWithPath: out), world: world)
         } else {
             try writer.write(to: URL(fileURLWithPath: out), world: world)
         }
