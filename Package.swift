@@ -32,7 +32,9 @@ let package = Package(
         .target(name: "NN", dependencies: ["CDNNL", "COpenBLAS", "Formats"]),
         .target(name: "Imaging", dependencies: ["NN", "Formats", "CPNG", "CJPEG"]),
         .target(name: "Storage", dependencies: ["NN", "Formats"]),
-        .target(name: "Distributed", dependencies: ["NN", "Formats", "CMPI", .product(name: "Yams", package: "Yams")]),
+        // The one C kernel: half-precision conversion with F16C for `--grad-compression fp16` (Sources/CHalf).
+        .target(name: "CHalf"),
+        .target(name: "Distributed", dependencies: ["NN", "Formats", "CMPI", "CHalf", .product(name: "Yams", package: "Yams")]),
         .target(name: "Segmentation", dependencies: ["NN", "Formats", "Imaging", "Storage", "Distributed"]),
         .target(name: "SyntheticData", dependencies: ["NN", "Formats", "Imaging", "Distributed", "Segmentation"]),
         .target(name: "PCSformer", dependencies: ["NN", "Formats", "Imaging", "Storage", "Distributed", "Segmentation"]),
@@ -60,7 +62,7 @@ let package = Package(
         .testTarget(name: "NNTests", dependencies: ["NN", "Formats", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TestSupport"]),
         .testTarget(name: "StorageTests", dependencies: ["Storage", "NN", "Formats", "TestSupport"]),
-        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "NN", "Formats", "TestSupport"]),
+        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "NN", "Formats", "CHalf", "TestSupport"]),
         .testTarget(
             name: "SegmentationTests",
             dependencies: ["Segmentation", "SyntheticData", "Storage", "Formats", "NN", "Imaging", "TestSupport"], exclude: ["Fixtures"]),

@@ -1,3 +1,4 @@
+import CHalf
 import CMPI
 
 /// How the gradient reducer sends gradients (`--grad-compression`).
@@ -19,8 +20,7 @@ extension Communicator {
     public func startHalfPrecisionMean(_ values: UnsafeMutableBufferPointer<Float>, wire: UnsafeMutableBufferPointer<UInt16>) -> PendingAllreduce<Float> {
         precondition(wire.count >= values.count, "startHalfPrecisionMean: wire holds \(wire.count) halves for \(values.count) values")
         guard size > 1, values.count > 0 else { return PendingAllreduce(buffer: values, requests: [], divisor: nil) }
-        let scale = 1 / Float(size)
-        for i in values.indices { wire[i] = Float16(values[i] * scale).bitPattern }
+        chalf_encode(values.baseAddress!, wire.baseAddress!, values.count, 1 / Float(size))
         var requests: [MPI_Request?] = []
         var offset = 0
         while offset < values.count {
@@ -31,7 +31,7 @@ extension Communicator {
             offset += n
         }
         return PendingAllreduce(buffer: values, requests: requests, divisor: nil) {
-            for i in values.indices { values[i] = Float(Float16(bitPattern: wire[i])) }
+            chalf_decode(wire.baseAddress!, values.baseAddress!, values.count)
         }
     }
 }
@@ -42,10 +42,7 @@ private let halfPrecisionSum: MPI_Op? = {
     var op: MPI_Op? = nil
     MPI_Op_create({ input, accumulated, count, _ in
         guard let input, let accumulated, let count else { return }
-        let a = input.assumingMemoryBound(to: UInt16.self), b = accumulated.assumingMemoryBound(to: UInt16.self)
-        for i in 0..<Int(count.pointee) {
-            b[i] = Float16(Float(Float16(bitPattern: a[i])) + Float(Float16(bitPattern: b[i]))).bitPattern
-        }
+        chalf_sum(input.assumingMemoryBound(to: UInt16.self), accumulated.assumingMemoryBound(to: UInt16.self), Int(count.pointee))
     }, 1, &op)
     return op
 }()

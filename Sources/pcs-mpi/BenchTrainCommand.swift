@@ -95,10 +95,10 @@ struct BenchTrainCommand: ParsableCommand {
             print(String(format: "each rank all-reduces %.1f MB of gradients per update (%@), sending about 2(R−1)/R of it in a ring",
                          bytes / 1e6, gradCompression == "fp16" ? "half precision" : "float32"))
         }
-        print("layout                            images/s   step s   exposed comm   efficiency   GFLOP/s   % sgemm")
+        print("layout                                    images/s   step s   exposed comm   efficiency   GFLOP/s   % sgemm")
         func report(_ what: String, _ row: TrainBenchmark.Row, against baseline: Double) {
             let gflops = row.imagesPerSecond * flops / 1e9
-            print(what.padding(toLength: 32, withPad: " ", startingAt: 0) + String(format: " %8.3f %8.2f %11.1f%% %11.0f%% %9.0f %8.0f%%",
+            print(what.padding(toLength: 40, withPad: " ", startingAt: 0) + String(format: " %8.3f %8.2f %11.1f%% %11.0f%% %9.0f %8.0f%%",
                   row.imagesPerSecond, row.stepSeconds, 100 * row.communicationShare, 100 * row.imagesPerSecond / baseline, gflops, 100 * gflops / peak))
         }
         var firstLayout: Double?
