@@ -132,4 +132,28 @@ final class TrainRunTests: XCTestCase {
         XCTAssertEqual(result.status, 1, result.stderr)
         XCTAssertTrue(result.stderr.contains(classes.path), result.stderr)
     }
+
+    /// On a terminal (a pseudo-terminal from util-linux's `script`) the progress bar is redrawn in place, and a log
+    /// line clears it first instead of being written onto it (`…ETA 0:26checkpoint: …`, issue 18), then the bar comes
+    /// back below the line.
+    func testLogLinesOnATerminalClearTheBarFirst() throws {
+        let dir = try TestSupport.scratchDirectory()
+        let shards = try SyntheticShards.make(in: dir, images: 8, size: "64x48", classes: 2)
+        let command = [TestSupport.binary("pcs-mpi"), "train-pc", "--data", shards.path, "--out", dir.appendingPathComponent("run").path,
+                       "--model", "tiny-pc", "--epochs", "1", "--batch", "2", "--crop", "64", "--pair", "32", "--resize-long", "64:96",
+                       "--checkpoint-every", "2"].joined(separator: " ")
+        let result = try TestSupport.run("/usr/bin/script", ["-qfec", command, "/dev/null"], timeout: 300)
+        XCTAssertEqual(result.status, 0, result.stdout + result.stderr)
+        let screen = result.stdout
+        let bars = screen.components(separatedBy: "\rtrain ").count - 1
+        XCTAssertGreaterThan(bars, 3, "no progress bar drawn on the terminal: \(screen.debugDescription)")
+        let checkpoints = screen.components(separatedBy: "checkpoint: checkpoint-").count - 1
+        XCTAssertGreaterThanOrEqual(checkpoints, 2, screen.debugDescription)
+        XCTAssertEqual(screen.components(separatedBy: "\r\u{1B}[Kcheckpoint: checkpoint-").count - 1, checkpoints,
+                       "a checkpoint line was written without clearing the bar: \(screen.debugDescription)")
+        // Whatever follows a bar's ETA is the next redraw or clear (a carriage return), never text on the bar's line.
+        let eta = try NSRegularExpression(pattern: "ETA [0-9]+:[0-9]{2}([^\\r\\n])")
+        let onTheBar = eta.matches(in: screen, range: NSRange(screen.startIndex..., in: screen)).count
+        XCTAssertEqual(onTheBar, 0, screen.debugDescription)
+    }
 }
