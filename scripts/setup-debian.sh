@@ -8,6 +8,7 @@ packages=(
   libpng-dev libjpeg62-turbo-dev libturbojpeg0-dev
   pkg-config
   python3 python3-h5py python3-numpy python3-pil   # the tests read our outputs with h5py and Pillow
+  iproute2 bsdutils time              # the multi-host test bed (ip netns, tc), a terminal (script) and /usr/bin/time
 )
 missing=()
 for p in "${packages[@]}"; do
