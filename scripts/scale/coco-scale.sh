@@ -70,7 +70,9 @@ wait "$job" 2> /dev/null || true
 for _ in $(seq 50); do pgrep -f -- "--out $work/cams( |$)" > /dev/null || break; sleep 0.2; done
 killed_after=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
 timed infer-cam "${infer[@]}"
-report infer-cam "$train"
+# The rerun computes only what the killed run had not committed: its own count and time are in the stats file.
+rerun=$(/usr/bin/python3 -c "import json; s = json.load(open('$work/cams/infer-cam-stats.json')); print(s['images'])")
+report infer-cam "$rerun"
 echo "scale: infer-cam killed after ${killed_after} s with ${done_images:-?} images done; the rerun above computed the rest"
 /usr/bin/python3 - "$work/cams" "$train" << 'PY'
 import json, sys
