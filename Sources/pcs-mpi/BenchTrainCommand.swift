@@ -54,6 +54,9 @@ struct BenchTrainCommand: ParsableCommand {
     @Option(help: "Micro-batches per update (train's --accumulate): one allreduce per K micro-batches.")
     var accumulate: Int = 1
 
+    @Option(help: "Gradient bucket size in MB (train's --bucket-mb): smaller buckets start sending earlier in backward.")
+    var bucketMb: Int = 25
+
     @Option(help: "Scratch folder (default: a new temporary folder, removed afterwards).")
     var dir: String?
 
@@ -65,7 +68,7 @@ struct BenchTrainCommand: ParsableCommand {
         if let bad = layouts.parsed.first(where: { batch % ($0.ranks * accumulate) != 0 }) {
             throw ValidationError("--batch \(batch) does not split over \(bad.ranks) ranks × \(accumulate) micro-batches")
         }
-        guard hosts >= 0, accumulate >= 1 else { throw ValidationError("--hosts must be ≥ 0 and --accumulate ≥ 1") }
+        guard hosts >= 0, accumulate >= 1, bucketMb >= 1 else { throw ValidationError("--hosts must be ≥ 0, --accumulate and --bucket-mb ≥ 1") }
         guard gradCompression == "none" || gradCompression == "fp16" else {
             throw ValidationError("--grad-compression must be none or fp16; got '\(gradCompression)'")
         }
@@ -88,7 +91,7 @@ struct BenchTrainCommand: ParsableCommand {
         let peak = SgemmPeak.measure()
         print("bench train: stage \(stage), model \(bench.network), global batch \(batch), crop \(crop)\(stage == "pc" ? "/\(pair)" : ""), \(steps - 1) timed steps")
         print(String(format: "%.1f GFLOP per image (convolutions and products, counted in this process); sgemm peak %.0f GFLOP/s", flops / 1e9, peak))
-        let extra = ["--grad-compression", gradCompression, "--accumulate", "\(accumulate)"]
+        let extra = ["--grad-compression", gradCompression, "--accumulate", "\(accumulate)", "--bucket-mb", "\(bucketMb)"]
         let bed = hosts > 0 ? try TestHostBed(count: hosts) : nil
         if bed != nil {
             let bytes = Double(bench.trainableParameters() * (gradCompression == "fp16" ? 2 : 4))
