@@ -18,14 +18,20 @@ public struct COCOIngestSource {
     public let categoryIndex: [Int: Int]
     public let images: [COCOImage]
     public let classNames: [String]
+    /// Saliency maps `<stem>.png` (upstream's DRS maps, which CSE needs), if given.
+    public let saliencyDirectory: URL?
 
     /// `expectCOCO80`: refuse a category list other than the standard 80 (else any COCO-format list is taken, its
     /// classes indexed by category id order and named as the file names them).
-    public init(images: URL, annotations: URL, keepEmpty: Bool, expectCOCO80: Bool = false) throws {
+    public init(images: URL, annotations: URL, keepEmpty: Bool, expectCOCO80: Bool = false, saliency: URL? = nil) throws {
         guard FileManager.default.fileExists(atPath: images.path) else {
             throw FileError(path: images.path, what: "no such image folder")
         }
         imagesDirectory = images
+        if let saliency, !FileManager.default.fileExists(atPath: saliency.path) {
+            throw FileError(path: saliency.path, what: "no such saliency folder")
+        }
+        saliencyDirectory = saliency
         let index = try COCOAnnotationIndex(url: annotations)
         self.index = index
         do {
@@ -53,9 +59,11 @@ public struct COCOIngestSource {
         } catch {
             throw IngestError(rejected: RejectedImage(id: id, file: index.url.path, reason: error.localizedDescription))
         }
+        // A saliency folder, when given, must hold every image's map: CSE cannot go on without it.
         var record = try ImageRecordLoader.load(id: id, imagePath: path,
                                                 label: cocoImageLabels(annotations: annotations, categoryIndex: categoryIndex,
-                                                                       classCount: categoryIndex.count))
+                                                                       classCount: categoryIndex.count),
+                                                saliencyPath: saliencyDirectory?.appendingPathComponent("\(id).png").path)
         guard record.width == image.width, record.height == image.height else {
             throw IngestError(rejected: RejectedImage(id: id, file: path,
                 reason: "image is \(record.width)x\(record.height), annotations say \(image.width)x\(image.height)"))

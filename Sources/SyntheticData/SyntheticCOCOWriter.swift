@@ -9,6 +9,7 @@ import Segmentation
 ///
 ///     DIR/images/<id>.jpg                          the images (the same pixels as the VOC layout's JPEGImages)
 ///     DIR/annotations/instances_{train,val}.json   COCO instances files
+///     DIR/saliency_map_DRS/<id>.png                the saliency maps CSE needs (`ingest coco --saliency`)
 ///
 /// The categories keep COCO's habit of sparse ids (class c of C gets COCO's `ids[c·80/C]`) and are named after the
 /// VOC classes, so ingest has to index them by id order and take the file's names. Each image's annotations are one
@@ -35,7 +36,8 @@ public struct SyntheticCOCOWriter {
     public func write(to root: URL, world: Communicator) throws {
         let fm = FileManager.default
         let imagesFolder = root.appendingPathComponent("images"), annotations = root.appendingPathComponent("annotations")
-        for folder in [imagesFolder, annotations] { try fm.createDirectory(at: folder, withIntermediateDirectories: true) }
+        let saliency = root.appendingPathComponent("saliency_map_DRS")
+        for folder in [imagesFolder, annotations, saliency] { try fm.createDirectory(at: folder, withIntermediateDirectories: true) }
         let classes = SyntheticScene.classNames(count: config.classes)
         let mine = world.share(images)
         let fragment = annotations.appendingPathComponent(".fragment-r\(world.rank)")
@@ -46,6 +48,8 @@ public struct SyntheticCOCOWriter {
             let sample = SyntheticScene.render(index: i, config: config)
             let jpeg = try JPEGCodec.encode(PixelImage(width: sample.width, height: sample.height, channels: 3, pixels: sample.rgb), quality: voc.jpegQuality)
             try AtomicFile.write(Data(jpeg), to: imagesFolder.appendingPathComponent("\(id).jpg"))
+            let map = try PNGCodec.encode(PixelImage(width: sample.width, height: sample.height, channels: 1, pixels: sample.saliency))
+            try AtomicFile.write(Data(map), to: saliency.appendingPathComponent("\(id).png"))
             lines += "\(i)\t" + Self.entry(index: i, fileName: "\(id).jpg", sample: sample, classes: classes.count) + "\n"
             progress.advance()
         }

@@ -23,6 +23,9 @@ struct IngestCOCOCommand: ParsableCommand {
     @Flag(help: "Keep images that have no annotations (all-background masks, empty labels).")
     var keepEmpty = false
 
+    @Option(help: "Saliency-map folder (<image stem>.png grey maps, e.g. DRS's, which cse needs); every image must have one.")
+    var saliency: String?
+
     @Flag(help: "Refuse a category list other than MS-COCO's standard 80 (same ids and names).")
     var expectCoco80 = false
 
@@ -32,7 +35,7 @@ struct IngestCOCOCommand: ParsableCommand {
     func run() throws {
         let world = global.startWorld()
         let source = try COCOIngestSource(images: URL(fileURLWithPath: images), annotations: URL(fileURLWithPath: annotations),
-                                          keepEmpty: keepEmpty, expectCOCO80: expectCoco80)
+                                          keepEmpty: keepEmpty, expectCOCO80: expectCoco80, saliency: saliency.map { URL(fileURLWithPath: $0) })
         try output.ingest(defaultName: URL(fileURLWithPath: images).lastPathComponent, classNames: source.classNames,
                           source: "coco:\(annotations)", count: source.count, world: world, makeRecord: source.record)
     }

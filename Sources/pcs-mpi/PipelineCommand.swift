@@ -61,20 +61,26 @@ struct PipelineCommand: ParsableCommand {
     }
 
     /// The `ingest coco` commands when the data is in COCO's layout: a synth section with `format: coco` (its
-    /// train and val instances files), or an ingest section with `format: coco` and comma-separated `images`,
-    /// `annotations` and `names` (one set each, e.g. train2014 and val2014 as train and val). Nil for VOC.
+    /// train and val instances files and saliency maps), or an ingest section with `format: coco` and
+    /// comma-separated `images`, `annotations`, `names` and optionally `saliency` (one set each, e.g. train2014 and
+    /// val2014 as train and val). Nil for VOC.
     func cocoIngest(_ file: PipelineConfig, synthetic: Bool, path: (String) -> String) throws -> [[String]]? {
         if synthetic {
             guard file.value("synth", "format") == "coco" else { return nil }
-            return ["train", "val"].map { ["ingest", "coco", "--images", path("synth/images"),
+            return ["train", "val"].map { ["ingest", "coco", "--images", path("synth/images"), "--saliency", path("synth/saliency_map_DRS"),
                                            "--annotations", path("synth/annotations/instances_\($0).json"), "--name", $0] }
         }
         guard file.value("ingest", "format") == "coco" else { return nil }
         let lists = ["images", "annotations", "names"].map { (file.value("ingest", $0) ?? "").split(separator: ",").map(String.init) }
-        guard !lists[0].isEmpty, lists.allSatisfy({ $0.count == lists[0].count }) else {
-            throw ConfigError(file: file.file, line: nil, "`ingest` with `format: coco` needs `images`, `annotations` and `names`, as many of each")
+        let saliency = file.value("ingest", "saliency").map { $0.split(separator: ",").map(String.init) }
+        guard !lists[0].isEmpty, lists.allSatisfy({ $0.count == lists[0].count }), (saliency?.count ?? lists[0].count) == lists[0].count else {
+            throw ConfigError(file: file.file, line: nil,
+                              "`ingest` with `format: coco` needs `images`, `annotations` and `names` (and `saliency`, if given), as many of each")
         }
-        return lists[0].indices.map { ["ingest", "coco", "--images", lists[0][$0], "--annotations", lists[1][$0], "--name", lists[2][$0]] }
+        return lists[0].indices.map { i in
+            ["ingest", "coco", "--images", lists[0][i], "--annotations", lists[1][i], "--name", lists[2][i]]
+                + (saliency.map { ["--saliency", $0[i]] } ?? [])
+        }
     }
 
     func stages(_ file: PipelineConfig, run: URL) -> [Stage] {
@@ -99,7 +105,7 @@ struct PipelineCommand: ParsableCommand {
         }
         list.append(Stage(name: "ingest", inputs: synthetic ? ["synth"] : [], outputs: ["shards"]) {
             if let coco = try cocoIngest(file, synthetic: synthetic, path: path) {
-                return coco.map { $0 + ["--out", path("shards")] + without(file.arguments("ingest"), ["format", "images", "annotations", "names"]) }
+                return coco.map { $0 + ["--out", path("shards")] + without(file.arguments("ingest"), ["format", "images", "annotations", "names", "saliency"]) }
             }
             let root = synthetic ? path("synth") : file.value("ingest", "root")
             let lists = synthetic

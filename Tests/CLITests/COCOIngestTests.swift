@@ -122,8 +122,9 @@ final class COCOIngestTests: XCTestCase {
     }
 }
 
-/// `synth --format coco` → `ingest coco` gives the dataset `synth` → `ingest voc` gives: the same ids, class
-/// names, image labels and masks (polygons, both RLE forms and crowd regions all rasterised back), on 1 and 2 ranks.
+/// `synth --format coco` → `ingest coco --saliency` gives the dataset `synth` → `ingest voc` gives: the same ids,
+/// class names, image labels, masks (polygons, both RLE forms and crowd regions all rasterised back) and saliency
+/// maps, on 1 and 2 ranks; a saliency folder that lacks an image's map is an error naming the file.
 final class SyntheticCOCOTests: XCTestCase {
     func testCOCOLayoutIngestsToTheVOCLayoutsDataset() throws {
         let dir = try TestSupport.scratchDirectory()
@@ -137,6 +138,7 @@ final class SyntheticCOCOTests: XCTestCase {
                                                    "--out", dir.appendingPathComponent("voc-shards").path, "--shards", "2", "--log-level", "warning"]).status, 0)
             let ingested = try TestSupport.mpirun(2, "pcs-mpi", ["ingest", "coco", "--images", dir.appendingPathComponent("coco/images").path,
                                                                  "--annotations", dir.appendingPathComponent("coco/annotations/instances_\(split).json").path,
+                                                                 "--saliency", dir.appendingPathComponent("coco/saliency_map_DRS").path,
                                                                  "--out", dir.appendingPathComponent("coco-shards").path, "--name", split,
                                                                  "--shards", "2", "--log-level", "warning"])
             XCTAssertEqual(ingested.status, 0, ingested.stderr)
@@ -150,7 +152,22 @@ final class SyntheticCOCOTests: XCTestCase {
                 XCTAssertEqual(try PNGCodec.decodeIndices(try XCTUnwrap(b.mask), name: id).pixels,
                                try PNGCodec.decodeIndices(try XCTUnwrap(a.mask), name: id).pixels, "mask of \(id)")
                 XCTAssertEqual(b.image, a.image, "JPEG of \(id)")
+                XCTAssertNotNil(b.saliency)
+                XCTAssertEqual(b.saliency, a.saliency, "saliency map of \(id)")
             }
         }
+    }
+
+    func testMissingSaliencyMapIsNamed() throws {
+        let dir = try TestSupport.scratchDirectory()
+        XCTAssertEqual(try TestSupport.pcsMPI(["synth", "--out", dir.path, "--images", "4", "--size", "64x48", "--classes", "2", "--format", "coco",
+                                               "--val-fraction", "0", "--log-level", "warning"]).status, 0)
+        let gone = dir.appendingPathComponent("saliency_map_DRS/synth_000002.png")
+        try FileManager.default.removeItem(at: gone)
+        let result = try TestSupport.pcsMPI(["ingest", "coco", "--images", dir.appendingPathComponent("images").path,
+                                             "--annotations", dir.appendingPathComponent("annotations/instances_train.json").path,
+                                             "--saliency", dir.appendingPathComponent("saliency_map_DRS").path, "--out", dir.appendingPathComponent("o").path])
+        XCTAssertEqual(result.status, 1)
+        XCTAssertTrue(result.stderr.contains(gone.path), result.stderr)
     }
 }
