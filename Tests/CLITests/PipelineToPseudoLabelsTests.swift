@@ -9,11 +9,21 @@ import XCTest
 /// poor for a bound here; `DeepLabCommandTests` checks that DeepLab learns, the demo what the chain reaches).
 final class PipelineToPseudoLabelsTests: XCTestCase {
     func testTheChainEndsInScoredPseudoLabels() throws {
+        try chain(synth: "{images: 48, size: 96x80, classes: 3, seed: 1}")
+    }
+
+    /// The same chain on the same images written and ingested in COCO's layout (sparse category ids, polygons
+    /// and RLE, saliency maps beside them for CSE).
+    func testTheChainRunsOnCOCOsLayout() throws {
+        try chain(synth: "{images: 48, size: 96x80, classes: 3, seed: 1, format: coco}")
+    }
+
+    func chain(synth: String) throws {
         let dir = try TestSupport.scratchDirectory()
         let run = dir.appendingPathComponent("run"), yaml = dir.appendingPathComponent("p.yaml")
         try """
         run: \(run.path)
-        synth: {images: 48, size: 96x80, classes: 3, seed: 1}
+        synth: \(synth)
         ingest: {shards: 2}
         train-pc: {model: tiny-pc, epochs: 1, batch: 4, crop: 64, pair: 32, resize-long: "64:96", lr: 2e-3}
         infer-cam: {split: train, method: convcam, long-side: 96}
