@@ -32,7 +32,6 @@ import argparse
 import ast
 import importlib.util
 import json
-import multiprocessing as mp
 import os
 import resource
 import sys
@@ -40,6 +39,8 @@ import time
 import warnings
 
 import numpy as np
+
+from torch_layouts import run_layouts, timed_steps
 
 CLASSES = 21
 # configs/voc12.yaml's SOLVER
@@ -145,48 +146,14 @@ def train_worker(args, threads, share, start, queue):
     # main.py's `scheduler.step(epoch=iteration)`, which torch now warns about at every call.
     warnings.filterwarnings("ignore", message="The epoch parameter")
     update(1)
-    start.wait()
-    t0 = time.perf_counter()
-    for iteration in range(2, args.steps + 2):
-        update(iteration)
-    seconds = time.perf_counter() - t0
-    queue.put((seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, micro, iter_size))
-
-
-def collect(procs, queue):
-    """One result per process; exits when a process ends without one (its traceback is on stderr)."""
-    import queue as queues
-    results = []
-    while len(results) < len(procs):
-        try:
-            results.append(queue.get(timeout=5))
-        except queues.Empty:
-            if any(p.exitcode not in (None, 0) for p in procs):
-                for p in procs:
-                    p.kill()
-                sys.exit("a training process failed (see above)")
-    for p in procs:
-        p.join()
-    return results
+    timed_steps(update, args.steps, start, queue, {"micro_batch": micro, "iter_size": iter_size})
 
 
 def train(args):
     rows = []
-    ctx = mp.get_context("spawn")
-    for layout in args.layouts.split(","):
-        ranks, threads = (int(v) for v in layout.split("x"))
-        assert args.batch % ranks == 0, f"batch {args.batch} does not split over {ranks}"
-        start, queue = ctx.Barrier(ranks), ctx.Queue()
-        procs = [ctx.Process(target=train_worker, args=(args, threads, args.batch // ranks, start, queue)) for _ in range(ranks)]
-        for p in procs:
-            p.start()
-        results = collect(procs, queue)
-        seconds = max(r[0] for r in results)
-        row = {"what": f"train {ranks}x{threads}", "ranks": ranks, "threads": threads,
-               "images_per_s": args.batch * args.steps / seconds, "step_s": seconds / args.steps,
-               "peak_mib": max(r[1] for r in results), "micro_batch": results[0][2], "iter_size": results[0][3]}
+    for row in run_layouts(args, train_worker):
         print(f"PyTorch {torch_version()} DeepLabV2_ResNet101_MSC train update, batch {args.batch} ({row['micro_batch']} × "
-              f"{row['iter_size']} per process), crop {args.crop}, {ranks} process(es) × {threads} thread(s): "
+              f"{row['iter_size']} per process), crop {args.crop}, {row['ranks']} process(es) × {row['threads']} thread(s): "
               f"{row['images_per_s']:.3f} images/s ({row['step_s']:.1f} s/update), peak {row['peak_mib']:.0f} MiB per process",
               flush=True)
         rows.append(row)
