@@ -54,8 +54,7 @@ public struct AffinityTrainBenchmark {
         return Setup(shards: shards, labels: labels)
     }
 
-    /// Trains with one layout and reads its metrics (`LayoutTrainRow.measure`: run the layouts from the smallest
-    /// batch per rank up).
+    /// Trains with one layout and reads its metrics and peak memory (`LayoutTrainRow.measure`).
     public func measure(_ setup: Setup, ranks: Int, threads: Int, in scratch: URL) throws -> Row {
         try LayoutTrainRow.measure([
             "train-aff", "--data", setup.shards.path, "--labels", setup.labels.path, "--model", network,

@@ -1,7 +1,6 @@
 import Distributed
 import Formats
 import Foundation
-import NN
 
 /// What a `train-*` run's metrics.jsonl says about its speed: images/s averaged over the steps after the first (which
 /// pays for warm-up), the step time at the global batch, and the share of it spent waiting for gradient
@@ -36,15 +35,14 @@ public struct LayoutTrainRow {
     public var peakMiBPerRank: Double
 
     /// Runs `command` (a `train-*` command line without --out and --threads) under `mpirun -n ranks` with
-    /// `threads` threads per rank into SCRATCH/run-RxT, reads its metrics and removes the run. The peak memory is
-    /// what the kernel kept for the finished children so far (it keeps one maximum for all of them): run the
-    /// layouts from the smallest batch per rank up for each figure to be its own.
+    /// `threads` threads per rank into SCRATCH/run-RxT, reads its metrics and removes the run; the peak memory is
+    /// this job's own (`MPILauncher.run`).
     public static func measure(_ command: [String], ranks: Int, threads: Int, batch: Int, in scratch: URL) throws -> LayoutTrainRow {
         let run = scratch.appendingPathComponent("run-\(ranks)x\(threads)")
-        try MPILauncher.run(MPILauncher.currentExecutable, ranks: ranks, arguments: command + [
+        let peak = try MPILauncher.run(MPILauncher.currentExecutable, ranks: ranks, arguments: command + [
             "--out", run.path, "--threads", "\(threads)", "--log-level", "warning"])
         let row = LayoutTrainRow(ranks: ranks, threads: threads, metrics: try TrainMetrics.read(run: run, batch: batch),
-                                 peakMiBPerRank: PeakMemory.residentMiB().children)
+                                 peakMiBPerRank: peak)
         try? FileManager.default.removeItem(at: run)
         return row
     }

@@ -86,10 +86,8 @@ struct BenchAffCommand: ParsableCommand {
         let bench = AffinityTrainBenchmark(network: model, batch: batch, steps: steps, crop: crop)
         let setup = try bench.prepare(in: scratch, world: world)
         let peak = SgemmPeak.measure()
-        // The kernel keeps one peak for all finished children, so the layouts run from the fewest images per rank up.
-        let order = layouts.parsed.sorted { batch / $0.ranks < batch / $1.ranks }
         var rows: [AffinityTrainBenchmark.Row] = []
-        for (ranks, threads) in order { rows.append(try bench.measure(setup, ranks: ranks, threads: threads, in: scratch)) }
+        for (ranks, threads) in layouts.parsed { rows.append(try bench.measure(setup, ranks: ranks, threads: threads, in: scratch)) }
         let flops = bench.flopsPerImage()
         print("bench aff: train-aff, model \(model), global batch \(batch), crop \(crop), \(steps - 1) timed steps")
         print(String(format: "%.1f GFLOP per image (convolutions and products, counted in this process); sgemm peak %.0f GFLOP/s", flops / 1e9, peak))
