@@ -8,7 +8,10 @@ import NN
 /// generated 500×375 images under `mpirun -n R --threads T` for each layout, read back from its metrics.jsonl
 /// (images/s over the updates after the first, data loading included). The labels are the shards' own masks
 /// (`--labels gt`): where the labels come from changes no work. The network starts from its random weights, the
-/// BatchNorm statistics staying at their initial values (frozen BatchNorm computes the same either way).
+/// BatchNorm statistics staying at their initial values (frozen BatchNorm computes the same either way). Without
+/// the statistics of a pretrained init nothing normalises the Caffe-scale inputs, the logits reach ~1e7 and
+/// upstream's learning rate (2.5e-4) makes the loss NaN at the second update (and train-deeplab stop): the benchmark
+/// trains at `learningRate` (1e-9 by default), which changes no work.
 ///
 /// Upstream's update is 5 images × iter_size 2; here each rank's share of the global batch is cut into two
 /// micro-batches when it is even, else taken whole (train-deeplab's default), so 1 rank runs 5 × 2 and 2 ranks
@@ -19,12 +22,14 @@ public struct DeepLabTrainBenchmark {
     public var batch: Int
     public var steps: Int
     public var crop: Int
+    public var learningRate: Float
 
-    public init(network: String, batch: Int, steps: Int, crop: Int) {
+    public init(network: String, batch: Int, steps: Int, crop: Int, learningRate: Float = 1e-9) {
         self.network = network
         self.batch = batch
         self.steps = steps
         self.crop = crop
+        self.learningRate = learningRate
     }
 
     /// Micro-batches per update on each of `ranks` ranks: 2 when the share splits evenly, else 1.
@@ -35,12 +40,11 @@ public struct DeepLabTrainBenchmark {
         try BenchDataset.make(in: scratch, images: 2 * batch, seed: 13, shards: 2, world: world)
     }
 
-    /// Trains with one layout and reads its metrics (`LayoutTrainRow.measure`: run the layouts from the smallest
-    /// batch per rank up).
+    /// Trains with one layout and reads its metrics and peak memory (`LayoutTrainRow.measure`).
     public func measure(shards: URL, ranks: Int, threads: Int, in scratch: URL) throws -> LayoutTrainRow {
         try LayoutTrainRow.measure([
             "train-deeplab", "--data", shards.path, "--labels", "gt", "--model", network, "--batch", "\(batch)",
-            "--accumulate", "\(accumulate(ranks: ranks))", "--crop", "\(crop)", "--max-steps", "\(steps)", "--keep", "0"],
+            "--accumulate", "\(accumulate(ranks: ranks))", "--crop", "\(crop)", "--lr", "\(learningRate)", "--max-steps", "\(steps)", "--keep", "0"],
             ranks: ranks, threads: threads, batch: batch, in: scratch)
     }
 

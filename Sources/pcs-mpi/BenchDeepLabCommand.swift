@@ -12,7 +12,7 @@ struct BenchDeepLabCommand: ParsableCommand {
         abstract: "DeepLab-v2 training (train-deeplab under mpirun per layout) and whole-image MSC inference, against PyTorch.",
         discussion: """
         Training: generated 500x375 images with their masks, `train-deeplab --model deeplab` (ResNet-101 + ASPP from \
-        random weights, MSC, frozen BatchNorm, crop 321, global batch 10: 5 × 2 micro-batches on 1 rank, 5 per rank \
+        random weights, MSC, frozen BatchNorm, crop 321, learning rate --lr, global batch 10: 5 × 2 micro-batches on 1 rank, 5 per rank \
         on 2) under `mpirun -n R --threads T` for each layout: images/s over the updates after the first (data \
         loading included), GFLOP/s against the OpenBLAS sgemm peak measured in this run, peak memory per rank. \
         Inference: infer-deeplab's prediction of one 500x375 image without the CRF (MSC max, bilinear upsampling, \
@@ -37,6 +37,9 @@ struct BenchDeepLabCommand: ParsableCommand {
 
     @Option(help: "Training crop side (at least 16).")
     var crop: Int = 321
+
+    @Option(help: "Learning rate of the backbone (ASPP 10× and 20×). From random weights with frozen BatchNorm, upstream's 2.5e-4 makes the loss NaN at the second update; the rate changes no work.")
+    var lr: Float = 1e-9
 
     @Option(help: "Inference image size WxH (the generated 500x375 image, resized when different).")
     var size: String = "500x375"
@@ -75,7 +78,7 @@ struct BenchDeepLabCommand: ParsableCommand {
         guard model == "deeplab" || model == "tiny-deeplab" else { throw ValidationError("--model must be deeplab or tiny-deeplab; got '\(model)'") }
         guard steps >= 2, inferRepeats >= 1 else { throw ValidationError("--steps must be at least 2 (the first is not timed), --infer-repeats at least 1") }
         guard crop >= 16 else { throw ValidationError("--crop must be at least 16") }
-        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+        guard batch >= 1, lr > 0 else { throw ValidationError("--batch must be at least 1 and --lr positive") }
         if let bad = layouts.parsed.first(where: { batch % $0.ranks != 0 }) {
             throw ValidationError("--batch \(batch) does not split over \(bad.ranks) ranks")
         }
@@ -94,7 +97,7 @@ struct BenchDeepLabCommand: ParsableCommand {
         let torchInfer = try TorchRow.load(torchInfer, script: "bench_deeplab_torch.py")
         let scratch = dir.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory.appendingPathComponent("pcs-mpi-bench-deeplab-\(getpid())")
         defer { if dir == nil { try? FileManager.default.removeItem(at: scratch) } }
-        let train = DeepLabTrainBenchmark(network: model, batch: batch, steps: steps, crop: crop)
+        let train = DeepLabTrainBenchmark(network: model, batch: batch, steps: steps, crop: crop, learningRate: lr)
         let shards = try train.prepare(in: scratch, world: world)
         let peak = SgemmPeak.measure()
         print(String(format: "bench deeplab: model %@, sgemm peak %.0f GFLOP/s at %d threads (OpenBLAS %@ kernels)", model, peak,
@@ -129,9 +132,7 @@ struct BenchDeepLabCommand: ParsableCommand {
     }
 
     func benchTraining(_ bench: DeepLabTrainBenchmark, shards: URL, in scratch: URL, peak: Double, torch: [TorchRow]) throws {
-        // The kernel keeps one peak for all finished children, so the layouts run from the fewest images per rank up.
-        let order = layouts.parsed.sorted { batch / $0.ranks < batch / $1.ranks }
-        let rows = try order.map { try bench.measure(shards: shards, ranks: $0.ranks, threads: $0.threads, in: scratch) }
+        let rows = try layouts.parsed.map { try bench.measure(shards: shards, ranks: $0.ranks, threads: $0.threads, in: scratch) }
         let flops = bench.flopsPerImage()
         let splits = layouts.parsed.map { "\($0.ranks) rank(s): \(batch / $0.ranks / bench.accumulate(ranks: $0.ranks)) × \(bench.accumulate(ranks: $0.ranks))" }
         print("bench deeplab: train-deeplab, global batch \(batch) (\(splits.joined(separator: ", ")) per rank), crop \(crop), MSC, frozen BatchNorm, \(steps - 1) timed updates")

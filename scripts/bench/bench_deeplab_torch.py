@@ -14,8 +14,10 @@ then `model.base.freeze_bn()` (every BatchNorm on its running statistics; BatchN
 group), `optimizer.zero_grad()`, ITER_SIZE micro-batches each running the model (its 4 MSC outputs), the sum of
 `nn.CrossEntropyLoss(ignore_index=255)` over the outputs with the labels resized to each output by main.py's own
 `resize_labels` (Pillow nearest), divided by ITER_SIZE, `backward()`; then `optimizer.step()` (SGD, momentum 0.9,
-main.py's own `get_params` groups 1× / 10× / 20×: lr 2.5e-4, wd 5e-4, no decay on the ASPP biases) and
-`PolynomialLR.step` (libs/utils/lr_scheduler.py: power 0.9, every 10, 20,000 iterations). `nn.DataParallel` is left
+main.py's own `get_params` groups 1× / 10× / 20×: lr --lr, wd 5e-4, no decay on the ASPP biases) and
+`PolynomialLR.step` (libs/utils/lr_scheduler.py: power 0.9, every 10, 20,000 iterations). --lr defaults to 1e-9, as
+`bench deeplab`'s: from random weights with frozen BatchNorm the voc12.yaml's 2.5e-4 drives the loss to NaN after one
+update (pcs-mpi's loop stops there), and the rate changes no work. `nn.DataParallel` is left
 out (on a CPU it only calls the model). A layout RxT runs R processes of T threads started together, each with
 batch/R images per update as `pcs-mpi train-deeplab` splits them: ITER_SIZE 2 when that share is even, else 1 (the
 global batch 10 is 5 × 2 in one process, 5 × 1 in each of two). Random N(0, 1) images (the Caffe-normalised inputs'
@@ -44,7 +46,7 @@ from torch_layouts import run_layouts, timed_steps
 
 CLASSES = 21
 # configs/voc12.yaml's SOLVER
-LR, WEIGHT_DECAY, MOMENTUM, LR_DECAY, ITER_MAX, POLY_POWER = 2.5e-4, 5.0e-4, 0.9, 10, 20000, 0.9
+WEIGHT_DECAY, MOMENTUM, LR_DECAY, ITER_MAX, POLY_POWER = 5.0e-4, 0.9, 10, 20000, 0.9
 
 
 def import_upstream(checkout):
@@ -117,9 +119,9 @@ def train_worker(args, threads, share, start, queue):
     net = model(args.upstream)
     criterion = nn.CrossEntropyLoss(ignore_index=255)
     optimizer = torch.optim.SGD(params=[
-        {"params": get_params(net, key="1x"), "lr": LR, "weight_decay": WEIGHT_DECAY},
-        {"params": get_params(net, key="10x"), "lr": 10 * LR, "weight_decay": WEIGHT_DECAY},
-        {"params": get_params(net, key="20x"), "lr": 20 * LR, "weight_decay": 0.0},
+        {"params": get_params(net, key="1x"), "lr": args.lr, "weight_decay": WEIGHT_DECAY},
+        {"params": get_params(net, key="10x"), "lr": 10 * args.lr, "weight_decay": WEIGHT_DECAY},
+        {"params": get_params(net, key="20x"), "lr": 20 * args.lr, "weight_decay": 0.0},
     ], momentum=MOMENTUM)
     scheduler = polynomial_lr(args.upstream)(optimizer=optimizer, step_size=LR_DECAY, iter_max=ITER_MAX, power=POLY_POWER)
     net.train()
@@ -129,8 +131,12 @@ def train_worker(args, threads, share, start, queue):
     images = torch.randn(micro, 3, args.crop, args.crop)
     labels = box_labels(args.crop, micro)
 
+    # What the row reports besides the speed; the update's loss shows it stayed finite.
+    extra = {"micro_batch": micro, "iter_size": iter_size}
+
     def update(iteration):
         optimizer.zero_grad()
+        loss = 0
         for _ in range(iter_size):
             logits = net(images)
             iter_loss = 0
@@ -140,13 +146,15 @@ def train_worker(args, threads, share, start, queue):
                 iter_loss += criterion(logit, labels_)
             iter_loss /= iter_size
             iter_loss.backward()
+            loss += float(iter_loss)
+        extra["loss"] = loss
         optimizer.step()
         scheduler.step(epoch=iteration)
 
     # main.py's `scheduler.step(epoch=iteration)`, which torch now warns about at every call.
     warnings.filterwarnings("ignore", message="The epoch parameter")
     update(1)
-    timed_steps(update, args.steps, start, queue, {"micro_batch": micro, "iter_size": iter_size})
+    timed_steps(update, args.steps, start, queue, extra)
 
 
 def train(args):
@@ -154,7 +162,8 @@ def train(args):
     for row in run_layouts(args, train_worker):
         print(f"PyTorch {torch_version()} DeepLabV2_ResNet101_MSC train update, batch {args.batch} ({row['micro_batch']} × "
               f"{row['iter_size']} per process), crop {args.crop}, {row['ranks']} process(es) × {row['threads']} thread(s): "
-              f"{row['images_per_s']:.3f} images/s ({row['step_s']:.1f} s/update), peak {row['peak_mib']:.0f} MiB per process",
+              f"{row['images_per_s']:.3f} images/s ({row['step_s']:.1f} s/update), peak {row['peak_mib']:.0f} MiB per process "
+              f"(last loss {row['loss']:.4g})",
               flush=True)
         rows.append(row)
     return rows
@@ -209,6 +218,7 @@ def main():
     parser.add_argument("--batch", type=int, default=10, help="train: images per update over all processes")
     parser.add_argument("--crop", type=int, default=321)
     parser.add_argument("--steps", type=int, default=2, help="train: timed updates after one untimed")
+    parser.add_argument("--lr", type=float, default=1e-9, help="train: backbone learning rate (voc12.yaml: 2.5e-4)")
     parser.add_argument("--threads", default="1,2", help="infer: thread counts")
     parser.add_argument("--size", default="500x375", help="infer: image WxH")
     parser.add_argument("--repeats", type=int, default=3, help="infer: timed predictions per thread count")
