@@ -146,7 +146,7 @@ def train_worker(args, threads, share, start, queue):
                 iter_loss += criterion(logit, labels_)
             iter_loss /= iter_size
             iter_loss.backward()
-            loss += float(iter_loss)
+            loss += iter_loss.item()
         extra["loss"] = loss
         optimizer.step()
         scheduler.step(epoch=iteration)
