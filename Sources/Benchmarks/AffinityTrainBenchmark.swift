@@ -29,12 +29,7 @@ public struct AffinityTrainBenchmark {
         public var labels: URL
     }
 
-    public struct Row {
-        public var ranks: Int, threads: Int
-        public var metrics: TrainMetrics
-        /// The largest rank's peak resident memory.
-        public var peakMiBPerRank: Double
-    }
+    public typealias Row = LayoutTrainRow
 
     public func prepare(in scratch: URL, world: Communicator) throws -> Setup {
         let shards = try BenchDataset.make(in: scratch, images: 2 * batch, seed: 9, shards: 2, world: world)
@@ -59,18 +54,12 @@ public struct AffinityTrainBenchmark {
         return Setup(shards: shards, labels: labels)
     }
 
-    /// Trains with one layout and reads its metrics. The peak memory is what the kernel kept for the finished
-    /// children so far: run the layouts from the smallest batch per rank up for each figure to be its own.
+    /// Trains with one layout and reads its metrics and peak memory (`LayoutTrainRow.measure`).
     public func measure(_ setup: Setup, ranks: Int, threads: Int, in scratch: URL) throws -> Row {
-        let run = scratch.appendingPathComponent("run-\(ranks)x\(threads)")
-        try MPILauncher.run(MPILauncher.currentExecutable, ranks: ranks, arguments: [
-            "train-aff", "--data", setup.shards.path, "--labels", setup.labels.path, "--out", run.path, "--model", network,
-            "--batch", "\(batch)", "--crop", "\(crop)", "--epochs", "1000", "--max-steps", "\(steps)", "--keep", "0",
-            "--threads", "\(threads)", "--log-level", "warning"])
-        let row = Row(ranks: ranks, threads: threads, metrics: try TrainMetrics.read(run: run, batch: batch),
-                      peakMiBPerRank: PeakMemory.residentMiB().children)
-        try? FileManager.default.removeItem(at: run)
-        return row
+        try LayoutTrainRow.measure([
+            "train-aff", "--data", setup.shards.path, "--labels", setup.labels.path, "--model", network,
+            "--batch", "\(batch)", "--crop", "\(crop)", "--epochs", "1000", "--max-steps", "\(steps)", "--keep", "0"],
+            ranks: ranks, threads: threads, batch: batch, in: scratch)
     }
 
     /// The FLOPs of one image's training step (forward, the affinities and losses, backward through what upstream

@@ -1,5 +1,6 @@
-import Foundation
+import Distributed
 import Formats
+import Foundation
 
 /// What a `train-*` run's metrics.jsonl says about its speed: images/s averaged over the steps after the first (which
 /// pays for warm-up), the step time at the global batch, and the share of it spent waiting for gradient
@@ -22,5 +23,27 @@ public struct TrainMetrics {
         let stepSeconds = Double(batch) / rate
         return TrainMetrics(imagesPerSecond: rate, stepSeconds: stepSeconds,
                             communicationShare: exposed.reduce(0, +) / Double(max(exposed.count, 1)) / stepSeconds)
+    }
+}
+
+/// One layout's `train-*` run under `mpirun` (`bench aff`, `bench deeplab`): its metrics and the largest rank's
+/// peak resident memory.
+public struct LayoutTrainRow {
+    public var ranks: Int, threads: Int
+    public var metrics: TrainMetrics
+    /// The largest rank's peak resident memory, in MiB.
+    public var peakMiBPerRank: Double
+
+    /// Runs `command` (a `train-*` command line without --out and --threads) under `mpirun -n ranks` with
+    /// `threads` threads per rank into SCRATCH/run-RxT, reads its metrics and removes the run; the peak memory is
+    /// this job's own (`MPILauncher.run`).
+    public static func measure(_ command: [String], ranks: Int, threads: Int, batch: Int, in scratch: URL) throws -> LayoutTrainRow {
+        let run = scratch.appendingPathComponent("run-\(ranks)x\(threads)")
+        let peak = try MPILauncher.run(MPILauncher.currentExecutable, ranks: ranks, arguments: command + [
+            "--out", run.path, "--threads", "\(threads)", "--log-level", "warning"])
+        let row = LayoutTrainRow(ranks: ranks, threads: threads, metrics: try TrainMetrics.read(run: run, batch: batch),
+                                 peakMiBPerRank: peak)
+        try? FileManager.default.removeItem(at: run)
+        return row
     }
 }

@@ -72,27 +72,10 @@ struct BenchAffCommand: ParsableCommand {
         }
     }
 
-    /// One row of bench_aff_torch.py's JSON.
-    struct TorchRow: Codable {
-        var what: String
-        var ranks: Int?
-        var threads: Int
-        var images_per_s: Double
-        var peak_mib: Double?
-    }
-
-    static func torchRows(_ path: String?) throws -> [TorchRow] {
-        guard let path else { return [] }
-        guard let data = FileManager.default.contents(atPath: path), let rows = try? JSONDecoder().decode([TorchRow].self, from: data) else {
-            throw ValidationError("\(path): not a results file from scripts/bench/bench_aff_torch.py --json")
-        }
-        return rows
-    }
-
     func run() throws {
         let world = global.startWorld()
         guard world.size == 1 else { throw ValidationError("bench aff launches mpirun itself; run it without mpirun") }
-        let torchTrain = try Self.torchRows(torchTrain), torchWalk = try Self.torchRows(torchWalk)
+        let torchTrain = try TorchRow.load(torchTrain, script: "bench_aff_torch.py"), torchWalk = try TorchRow.load(torchWalk, script: "bench_aff_torch.py")
         if !walkOnly { try benchTraining(world: world, torch: torchTrain) }
         try benchWalk(torch: torchWalk)
     }
@@ -103,25 +86,12 @@ struct BenchAffCommand: ParsableCommand {
         let bench = AffinityTrainBenchmark(network: model, batch: batch, steps: steps, crop: crop)
         let setup = try bench.prepare(in: scratch, world: world)
         let peak = SgemmPeak.measure()
-        // The kernel keeps one peak for all finished children, so the layouts run from the fewest images per rank up.
-        let order = layouts.parsed.sorted { batch / $0.ranks < batch / $1.ranks }
         var rows: [AffinityTrainBenchmark.Row] = []
-        for (ranks, threads) in order { rows.append(try bench.measure(setup, ranks: ranks, threads: threads, in: scratch)) }
+        for (ranks, threads) in layouts.parsed { rows.append(try bench.measure(setup, ranks: ranks, threads: threads, in: scratch)) }
         let flops = bench.flopsPerImage()
         print("bench aff: train-aff, model \(model), global batch \(batch), crop \(crop), \(steps - 1) timed steps")
         print(String(format: "%.1f GFLOP per image (convolutions and products, counted in this process); sgemm peak %.0f GFLOP/s", flops / 1e9, peak))
-        print("layout          images/s   step s   exposed comm   GFLOP/s   % sgemm   peak/rank MiB" + (torch.isEmpty ? "" : "   vs PyTorch (same layout)"))
-        for (ranks, threads) in layouts.parsed {
-            guard let row = rows.first(where: { $0.ranks == ranks && $0.threads == threads }) else { continue }
-            let gflops = row.metrics.imagesPerSecond * flops / 1e9
-            var line = String(format: "%2d rank × %d thr %9.3f %8.1f %13.1f%% %9.0f %8.0f%% %15.0f", ranks, threads, row.metrics.imagesPerSecond,
-                              row.metrics.stepSeconds, 100 * row.metrics.communicationShare, gflops, 100 * gflops / peak, row.peakMiBPerRank)
-            if let t = torch.first(where: { $0.what.hasPrefix("train") && $0.ranks == ranks && $0.threads == threads }) {
-                line += String(format: "   %.2fx (%.3f images/s, peak %.0f MiB per process)", row.metrics.imagesPerSecond / t.images_per_s,
-                               t.images_per_s, t.peak_mib ?? 0)
-            }
-            print(line)
-        }
+        printTrainLayoutTable(rows, layouts: layouts.parsed, flopsPerImage: flops, peak: peak, torch: torch)
     }
 
     func benchWalk(torch: [TorchRow]) throws {

@@ -5,5 +5,5 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks: throughput, fraction of the sgemm peak measured in the same run, peak memory.",
-        subcommands: [BenchIOCommand.self, BenchKernelsCommand.self, BenchConformerCommand.self, BenchTrainCommand.self, BenchInferCommand.self, BenchCRFCommand.self, BenchAffCommand.self])
+        subcommands: [BenchIOCommand.self, BenchKernelsCommand.self, BenchConformerCommand.self, BenchTrainCommand.self, BenchInferCommand.self, BenchCRFCommand.self, BenchAffCommand.self, BenchDeepLabCommand.self])
 }

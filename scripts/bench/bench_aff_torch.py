@@ -34,7 +34,6 @@ fixture: the 500×375 inputs with their dense argmax, written to --out (what Ran
 import argparse
 import ast
 import json
-import multiprocessing as mp
 import os
 import resource
 import sys
@@ -42,6 +41,8 @@ import time
 
 import h5py
 import numpy as np
+
+from torch_layouts import run_layouts, timed_steps
 
 SIZES = [(500, 375), (640, 480)]
 LABELS = 21
@@ -100,33 +101,14 @@ def train_worker(args, threads, batch, start, queue):
         return loss.item()
 
     step()
-    start.wait()
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    seconds = time.perf_counter() - t0
-    queue.put((seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    timed_steps(lambda _: step(), args.steps, start, queue)
 
 
 def train(args):
     rows = []
-    ctx = mp.get_context("spawn")
-    for layout in args.layouts.split(","):
-        ranks, threads = (int(v) for v in layout.split("x"))
-        assert args.batch % ranks == 0, f"batch {args.batch} does not split over {ranks}"
-        start, queue = ctx.Barrier(ranks), ctx.Queue()
-        procs = [ctx.Process(target=train_worker, args=(args, threads, args.batch // ranks, start, queue)) for _ in range(ranks)]
-        for p in procs:
-            p.start()
-        results = [queue.get() for _ in procs]
-        for p in procs:
-            p.join()
-        seconds = max(r[0] for r in results)
-        row = {"what": f"train {ranks}x{threads}", "ranks": ranks, "threads": threads,
-               "images_per_s": args.batch * args.steps / seconds, "step_s": seconds / args.steps,
-               "peak_mib": max(r[1] for r in results)}
-        print(f"PyTorch {torch_version()} resnet38_aff.Net train step, batch {args.batch}, crop {args.crop}, {ranks} process(es) × "
-              f"{threads} thread(s): {row['images_per_s']:.3f} images/s ({row['step_s']:.1f} s/step), peak {row['peak_mib']:.0f} MiB per process",
+    for row in run_layouts(args, train_worker):
+        print(f"PyTorch {torch_version()} resnet38_aff.Net train step, batch {args.batch}, crop {args.crop}, {row['ranks']} process(es) × "
+              f"{row['threads']} thread(s): {row['images_per_s']:.3f} images/s ({row['step_s']:.1f} s/step), peak {row['peak_mib']:.0f} MiB per process",
               flush=True)
         rows.append(row)
     return rows
