@@ -45,7 +45,8 @@ struct BenchTrainCommand: ParsableCommand {
     @Option(help: "Spread each layout's ranks over this many test hosts (scripts/hosts, as root) after running it on one (0: one host only).")
     var hosts: Int = 0
 
-    @Option(help: "Link shapes for --hosts, comma-separated: none or RATE:DELAY for tc netem (e.g. none,10gbit:0.05ms,1gbit:0.2ms).")
+    @Option(name: [.customLong("shapes"), .customLong("shape")],
+            help: "Link shapes for --hosts, comma-separated: none or RATE:DELAY for tc netem (e.g. none,10gbit:0.05ms,1gbit:0.2ms); --shape is the same option.")
     var shapes: String = "none,10gbit:0.05ms,1gbit:0.2ms"
 
     @Option(help: "Gradients on the wire: none or fp16 (train's --grad-compression).")
