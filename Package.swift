@@ -32,10 +32,13 @@ let package = Package(
         .target(name: "NN", dependencies: ["CDNNL", "COpenBLAS", "Formats"]),
         .target(name: "Imaging", dependencies: ["NN", "Formats", "CPNG", "CJPEG"]),
         .target(name: "Storage", dependencies: ["NN", "Formats"]),
-        // The one C kernel: half-precision conversion with F16C for `--grad-compression fp16` (Sources/CHalf).
+        // C kernels, for loops Swift cannot compile per function for AVX2/F16C; each picks its copy at run time.
+        // Half-precision conversion for `--grad-compression fp16` (Sources/CHalf).
         .target(name: "CHalf"),
+        // The dense CRF's splat, blur, slice and softmax loops, with an AVX2 copy chosen at run time (Sources/CCRF).
+        .target(name: "CCRF"),
         .target(name: "Distributed", dependencies: ["NN", "Formats", "CMPI", "CHalf", .product(name: "Yams", package: "Yams")]),
-        .target(name: "Segmentation", dependencies: ["NN", "Formats", "Imaging", "Storage", "Distributed"]),
+        .target(name: "Segmentation", dependencies: ["NN", "Formats", "Imaging", "Storage", "Distributed", "CCRF"]),
         .target(name: "SyntheticData", dependencies: ["NN", "Formats", "Imaging", "Distributed", "Segmentation"]),
         .target(name: "PCSformer", dependencies: ["NN", "Formats", "Imaging", "Storage", "Distributed", "Segmentation"]),
         .target(name: "DeepLab", dependencies: ["NN", "Formats", "Imaging", "Storage", "Distributed", "Segmentation"]),

@@ -125,6 +125,7 @@ struct CRFCommand: ParsableCommand {
                                        threads: ComputeThreads.current)
             try model.setUnary(probabilities: values, clip: parameters.clip)
         }
+        Log.debug("crf: lattice vertices (Gaussian, bilateral) \(model.latticeVertexCounts) for \(w * h) pixels")
         let start = Date()
         let q = model.inference(iterations: parameters.iterations)
         let seconds = Date().timeIntervalSince(start)

@@ -1,3 +1,4 @@
+import CCRF
 import Dispatch
 import Foundation
 
@@ -17,25 +18,30 @@ import Foundation
 /// densecrf's `MatrixXf` column layout) so that splat and slice read and write whole L-wide rows.
 ///
 /// **Arithmetic.** Each element is computed with densecrf's float operations in densecrf's order (features
-/// `Float(x)/sxy`, the scaled input Q·D^{−½}, `acc + w·(sliced·D^{−½})` term by term, softmax with division by the
-/// sum), so Q matches pydensecrf to float rounding (exp and the sum order inside softmax differ from Eigen's).
+/// `Float(x)/sxy`, the scaled input Q·D^{−½}, `acc + w·(sliced·D^{−½})` term by term, softmax with Eigen's SSE exp,
+/// its summation order and a division by the sum), so Q matches pydensecrf bit for bit where the unary does (label
+/// unaries; numpy's float32 log in `unary_from_softmax` differs from glibc's by an ulp here and there).
 ///
-/// **Threads.** Each term's splat, blur and slice split over `threads` by groups of SIMD4 label lanes (at most
-/// ⌈L/4⌉ busy threads), the softmax and input scaling by pixel ranges, the lattice build's elevation and neighbour
-/// search by pixel/vertex ranges (its hash insertion is sequential). Q is bit-identical for every thread count.
+/// **Threads.** Every step splits over `threads` by rows: the splat by vertex (a gather), each blur axis by vertex,
+/// the slice and softmax by pixel, the lattice build's elevation and neighbour search by pixel/vertex ranges (its
+/// hash insertion is sequential). Q is bit-identical for every thread count and for the AVX2 and baseline kernels.
 ///
-/// **Memory.** About 4 N·⌈L/4⌉·16 bytes of per-pixel buffers (−U, the sum, one input per term) plus Q, the lattices
-/// (8(d+1) bytes per pixel and 8(d+1) per vertex) and their value buffers (2(M+1)·⌈L/4⌉·16 bytes); measured peak
-/// RSS for a 1000 × 750 image, 21 labels, psa-label through `labels(...)`: 520 MB.
+/// **Memory.** About 4 N·W·4 bytes of per-pixel buffers (−U, the sum, one input per term; W = L rounded up to a
+/// multiple of 4) plus Q, the lattices (16(d+1) bytes per pixel and 12(d+1) per vertex) and their value buffers
+/// (2(M+1)·W·4 bytes); measured peak RSS for a 1000 × 750 image, 21 labels, psa-label through `labels(...)`: 520 MB.
 public struct DenseCRF: Sendable {
     public let width: Int
     public let height: Int
     public let labels: Int
     /// Threads for building the lattices and for inference.
     public var threads: Int
+    /// A lattice whose two value buffers would take more bytes than this is filtered in rounds of fewer lanes
+    /// (`PermutohedralLattice.Workspace`); tests lower it to exercise that path.
+    var valueBufferLimit = PermutohedralLattice.maxValueBufferBytes
 
-    /// −U, pixel-major in rows of ⌈L/4⌉ SIMD4 vectors (pad lanes zero; zero until a unary is set, as densecrf).
-    private var negUnary: [F4]
+    /// −U, pixel-major in rows of `PermutohedralLattice.paddedWidth(L)` floats (pad lanes zero; zero until a unary
+    /// is set, as densecrf).
+    private var negUnary: [Float]
     private var terms: [PairwiseTerm] = []
 
     /// One Potts term: its lattice, D^{−½} per pixel and the weight w.
@@ -60,7 +66,7 @@ public struct DenseCRF: Sendable {
             throw DenseCRFError.invalidParameter(name: "threads", value: "\(threads)", requirement: "at least 1")
         }
         (self.width, self.height, self.labels, self.threads) = (width, height, labels, threads)
-        negUnary = [F4](repeating: .zero, count: width * height * (PermutohedralLattice.paddedWidth(labels) / 4))
+        negUnary = [Float](repeating: 0, count: width * height * PermutohedralLattice.paddedWidth(labels))
     }
 
     // MARK: Unary
@@ -74,8 +80,7 @@ public struct DenseCRF: Sendable {
         let stride = PermutohedralLattice.paddedWidth(l)
         energy.withUnsafeBufferPointer { u in
             negUnary.withUnsafeMutableBufferPointer { out in
-                let src = u.baseAddress!
-                let dst = UnsafeMutableRawPointer(out.baseAddress!).assumingMemoryBound(to: Float.self)
+                let src = u.baseAddress!, dst = out.baseAddress!
                 parallelRanges(n, threads: threads, minimum: 4096) { range in
                     for i in range { for k in 0..<l { dst[i * stride + k] = -src[k * n + i] } }
                 }
@@ -166,114 +171,89 @@ public struct DenseCRF: Sendable {
     /// Q after `iterations` mean-field updates, L × N label-major (pydensecrf's `inference(n)`).
     public func inference(iterations: Int = 10) -> [Float] {
         precondition(iterations >= 0, "DenseCRF.inference: iterations must be ≥ 0, got \(iterations)")
-        let q = inferencePixelMajor(iterations: iterations)
-        let n = pixelCount, l = labels
-        var out = [Float](repeating: 0, count: n * l)
-        q.withUnsafeBufferPointer { src in
-            out.withUnsafeMutableBufferPointer { dst in
-                let s = src.baseAddress!, o = dst.baseAddress!
-                parallelRanges(l, threads: threads) { range in
-                    for k in range { for i in 0..<n { o[k * n + i] = s[i * l + k] } }
-                }
-            }
-        }
-        return out
+        return meanField(iterations: iterations)
     }
 
-    /// Q pixel-major (N × L). Per iteration: (1) each term's filter, its vector groups on the threads, adding
-    /// w·K̃Q into `acc` (the first term starts from −U); (2) per pixel over the threads: Q = softmax(acc) and each
-    /// term's next input Q·D^{−½}. Rows are padded to whole SIMD4 vectors (pad lanes are zero or never read).
-    func inferencePixelMajor(iterations: Int) -> [Float] {
+    /// Q label-major (L × N), written by the last pass. Until then Q lives in rows of `width` floats (pad lanes zero), which each term's splat reads
+    /// scaled by the term's D^{−½} (densecrf's `in * norm_.asDiagonal()`). Per iteration every term is splatted and
+    /// blurred, then one pass over the pixels slices all terms and takes the softmax (`ccrf_update`):
+    /// −U + w₁·(slice₁·D₁^{−½}) + w₂·(slice₂·D₂^{−½}) + …, added in that order as densecrf's `tmp1 −= out` does.
+    /// Where a lattice's value buffers would pass `valueBufferLimit`, its lanes are filtered in rounds instead, into
+    /// a message buffer (the same sums, term by term), and the softmax follows the last term's slice.
+    func meanField(iterations: Int) -> [Float] {
         let n = pixelCount, l = labels, threads = self.threads
-        let vectors = PermutohedralLattice.paddedWidth(l) / 4
-        var q = [Float](repeating: 0, count: n * l)
-        var acc = [F4](repeating: .zero, count: n * vectors)
-        // Each term's input Q·D^{−½} (pad lanes zero).
-        let inputs = terms.map { _ in UnsafeMutablePointer<F4>.allocate(capacity: n * vectors) }
-        for input in inputs { input.initialize(repeating: .zero, count: n * vectors) }
-        defer { for input in inputs { input.deallocate() } }
-        var workspaces = terms.map { PermutohedralLattice.Workspace(lattice: $0.lattice, vectors: vectors, threads: threads) }
-        let norms = terms.map(\.normalization)
-
-        /// Q = softmax(x) for the pixels `range` (x: rows of `vectors` SIMD4), then either Q into `q` (the result)
-        /// or Q·D^{−½} into each term's input (densecrf: `in * norm_.asDiagonal()`).
-        func update(_ x: UnsafePointer<F4>, final: Bool, _ qp: UnsafeMutablePointer<Float>,
-                    _ inputs: UnsafeBufferPointer<UnsafeMutablePointer<F4>>, _ normPointers: UnsafeBufferPointer<UnsafePointer<Float>>,
-                    range: Range<Int>) {
-            withUnsafeTemporaryAllocation(of: F4.self, capacity: vectors) { tmp in
-                let t = tmp.baseAddress!
-                t.initialize(repeating: .zero, count: vectors)      // pad lanes stay zero
-                let tf = UnsafeMutableRawPointer(t).assumingMemoryBound(to: Float.self)
-                for i in range {
-                    let xf = UnsafeRawPointer(x + i * vectors).assumingMemoryBound(to: Float.self)
-                    if final {
-                        softmax(xf, into: qp + i * l, count: l)
-                        continue
-                    }
-                    softmax(xf, into: tf, count: l)
-                    for (input, norm) in zip(inputs, normPointers) {
-                        let s = F4(repeating: norm[i]), row = input + i * vectors
-                        withConstantVectors(vectors) { vn in
-                            for k in 0..<vn { row[k] = t[k] * s }
-                        }
-                    }
-                }
-            }
+        let width = PermutohedralLattice.paddedWidth(l)
+        var result = [Float](repeating: 0, count: n * l)
+        var q = [Float](repeating: 0, count: n * width)
+        let workspaces = terms.map {
+            PermutohedralLattice.Workspace(lattice: $0.lattice, width: width, maxValueBufferBytes: valueBufferLimit)
         }
-
-        do {
-            withPointers(norms) { normPointerArray in
-              normPointerArray.withUnsafeBufferPointer { normPointers in
-              inputs.withUnsafeBufferPointer { inputPointers in
-                negUnary.withUnsafeBufferPointer { nu in
-                    q.withUnsafeMutableBufferPointer { qb in
-                        acc.withUnsafeMutableBufferPointer { ab in
-                            let negU = nu.baseAddress!, qp = qb.baseAddress!, ap = ab.baseAddress!
+        let fused = workspaces.allSatisfy { $0.rounds.count == 1 }
+        var message = fused ? [] : [Float](repeating: 0, count: n * width)
+        withPointers(terms.map(\.normalization)) { norms in
+            negUnary.withUnsafeBufferPointer { nu in
+                q.withUnsafeMutableBufferPointer { qb in
+                    result.withUnsafeMutableBufferPointer { rb in
+                        message.withUnsafeMutableBufferPointer { mb in
+                            let negU = nu.baseAddress!, qp = qb.baseAddress!, out = rb.baseAddress!
                             let done = terms.isEmpty || iterations == 0
-                            parallelRanges(n, threads: threads, minimum: 1024) { range in
-                                update(negU, final: done, qp, inputPointers, normPointers, range: range)
+                            parallelRanges(n, threads: threads, minimum: 1024) { r in
+                                ccrf_softmax(negU, Int64(width), Int32(l), Int64(r.lowerBound), Int64(r.upperBound),
+                                             done ? out : qp, Int64(done ? 1 : width), Int64(done ? n : 1))
                             }
                             if done { return }
                             for it in 0..<iterations {
-                                var fusedLast = false
-                                for (t, term) in terms.enumerated() {
-                                    let w = F4(repeating: term.weight), norm = normPointers[t]
-                                    let first = t == 0, last = t == terms.count - 1, final = it == iterations - 1
-                                    // With one group covering the whole row (one thread), each block of pixels is
-                                    // complete after the last term's slice: update it at once, while it is in cache.
-                                    let fused = last && workspaces[t].rounds.count == 1 && workspaces[t].rounds[0].count == 1
-                                    if fused { fusedLast = true }
-                                    term.lattice.filter(input: UnsafePointer(inputs[t]), inputVectors: vectors, channels: l,
-                                                        workspace: &workspaces[t]) { rows, sliced, group in
-                                        // acc = (first ? −U : acc) + w·(sliced·D^{−½}): densecrf's
-                                        // `out * norm_.asDiagonal()`, `−w·out`, `tmp1 −= out`, in that order.
-                                        let vn = group.count
-                                        for i in rows {
-                                            let src = sliced + (i - rows.lowerBound) * vn
-                                            let row = i * vectors + group.lowerBound
-                                            let base = first ? negU + row : UnsafePointer(ap + row)
-                                            let dst = ap + row
-                                            let s = F4(repeating: norm[i])
-                                            for k in 0..<vn { dst[k] = base[k] + w * (src[k] * s) }
+                                // The last iteration writes the result (label planes) instead of Q's rows.
+                                let (dst, pixelStride, labelStride) = it == iterations - 1 ? (out, 1, n) : (qp, width, 1)
+                                if fused {
+                                    let blurred = terms.indices.map { t in
+                                        terms[t].lattice.splatBlur(input: qp, scale: norms[t], width: width, lanes: 0..<width,
+                                                                   buffers: workspaces[t].buffers, threads: threads)
+                                    }
+                                    withUpdateTerms(blurred: blurred, norms: norms) { list in
+                                        list.withUnsafeBufferPointer { tp in
+                                            parallelRanges(n, threads: threads, minimum: 1024) { r in
+                                                ccrf_update(tp.baseAddress!, Int32(tp.count), negU, Int64(width), Int32(l),
+                                                            Int64(r.lowerBound), Int64(r.upperBound), dst, Int64(pixelStride),
+                                                            Int64(labelStride))
+                                            }
                                         }
-                                        if fused { update(UnsafePointer(ap), final: final, qp, inputPointers, normPointers, range: rows) }
                                     }
+                                    continue
                                 }
-                                if !fusedLast {
-                                    let final = it == iterations - 1
-                                    parallelRanges(n, threads: threads, minimum: 1024) { range in
-                                        update(UnsafePointer(ap), final: final, qp, inputPointers, normPointers, range: range)
+                                let mp = mb.baseAddress!
+                                for (t, term) in terms.enumerated() {
+                                    let target = PermutohedralLattice.SliceTarget.accumulate(
+                                        base: t == 0 ? negU : UnsafePointer(mp), acc: mp, norm: norms[t]!, weight: term.weight)
+                                    let softmax: (Range<Int>) -> Void = { r in
+                                        ccrf_softmax(mp, Int64(width), Int32(l), Int64(r.lowerBound), Int64(r.upperBound),
+                                                     dst, Int64(pixelStride), Int64(labelStride))
                                     }
+                                    term.lattice.filter(input: qp, scale: norms[t], width: width, channels: l,
+                                                        workspace: workspaces[t], threads: threads, into: target,
+                                                        completed: t == terms.count - 1 ? softmax : nil)
                                 }
                             }
                         }
                     }
                 }
-              }
-              }
             }
         }
-        return q
+        return result
+    }
+
+    /// Calls `body` with each term's `ccrf_term` (its lattice's slice arrays, its blurred rows, D^{−½}, weight).
+    private func withUpdateTerms<R>(blurred: [UnsafeMutablePointer<Float>], norms: [UnsafePointer<Float>?],
+                                    _ body: ([ccrf_term]) -> R) -> R {
+        func step(_ t: Int, _ built: [ccrf_term]) -> R {
+            if t == terms.count { return body(built) }
+            let lattice = terms[t].lattice
+            return lattice.withLatticePointers { offsets, weights, _ in
+                step(t + 1, built + [ccrf_term(offsets: offsets, weights: weights, vpp: Int32(lattice.dimension + 1),
+                                               rows: blurred[t], alpha: lattice.alpha, norm: norms[t], weight: terms[t].weight)])
+            }
+        }
+        return step(0, [])
     }
 
     /// The argmax label of each pixel of a label-major Q (the first maximum, as numpy's argmax). Needs L ≤ 256.
@@ -295,8 +275,8 @@ public struct DenseCRF: Sendable {
 }
 
 /// Calls `body` with the base addresses of `arrays`.
-private func withPointers<R>(_ arrays: [[Float]], _ body: ([UnsafePointer<Float>]) -> R) -> R {
-    func step(_ index: Int, _ acc: [UnsafePointer<Float>]) -> R {
+private func withPointers<R>(_ arrays: [[Float]], _ body: ([UnsafePointer<Float>?]) -> R) -> R {
+    func step(_ index: Int, _ acc: [UnsafePointer<Float>?]) -> R {
         if index == arrays.count { return body(acc) }
         return arrays[index].withUnsafeBufferPointer { step(index + 1, acc + [$0.baseAddress!]) }
     }

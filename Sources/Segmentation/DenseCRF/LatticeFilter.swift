@@ -1,27 +1,27 @@
+import CCRF
 import Dispatch
 import Foundation
 
-/// Four float lanes; lattice rows are whole numbers of these (see `PermutohedralLattice.paddedWidth`).
-typealias F4 = SIMD4<Float>
-
-/// Splat, blur and slice of `PermutohedralLattice` (the three steps are described there).
+/// Splat, blur and slice of `PermutohedralLattice` (the three steps are described there); the loops themselves are
+/// the C kernels of `Sources/CCRF` (AVX2 where the CPU has it).
 ///
-/// **Rows.** A vertex's values are a row of ⌈C/4⌉ `SIMD4<Float>` (densecrf's SSE path pads the same way), so every
-/// inner loop is whole vectors with no scalar remainder; pad lanes carry whatever the input's pad lanes hold and are
-/// never read back. Each lane is computed with exactly the float operations of densecrf's scalar lane, in the same
-/// order (splat: pixels in increasing order, then the pixel's vertices in remainder order), so the results do not
-/// depend on the vector width.
+/// **Rows.** A vertex's or a pixel's values are a row of C rounded up to a multiple of 4 floats (densecrf's SSE path
+/// pads the same way); pad lanes carry whatever the input's pad lanes hold and are never read back. Each lane is
+/// computed with exactly the float operations of densecrf's scalar lane, in the same order, so the results depend
+/// neither on the vector width nor on the thread count:
+/// - splat: each vertex sums its points' weighted values from 0 in increasing point order (densecrf's scatter);
+/// - blur: `new[x] = old[x] + ½(old[x − u_j] + old[x + u_j])`;
+/// - slice: the d+1 terms in remainder order.
 ///
-/// **Threads.** The row's vectors are split into contiguous groups, one per thread; each group has its own pair of
-/// value buffers and runs the whole splat (a sequential scatter over the pixels, as densecrf), blur and slice without
-/// any synchronisation. Lanes never interact, so Q is bit-identical for every thread count. At most ⌈C/4⌉ threads
-/// are busy (6 for 21 labels); the per-pixel steps around the filter use all of them.
+/// **Threads.** Every step splits over `threads` by rows with no shared writes. The splat splits by *vertex*: each
+/// thread owns a range of vertices (ranges of equal work, from `entriesBefore`), scans all points in order and adds
+/// only into its own rows, so every vertex still sums in point order. (A gather over per-vertex point lists does
+/// the same sums, but reads the pixels' rows at random; the scan reads them in order and keeps the random accesses
+/// on the smaller vertex buffer.) Each blur axis writes the other buffer, so vertex ranges are independent; the
+/// slice writes its own pixels.
 ///
-/// **Specialisation.** The group's length in vectors becomes a compile-time constant for ≤ 8 vectors
-/// (`withConstantVectors`), so the row loops unroll and the splat source and slice accumulator stay in registers.
-///
-/// **Memory.** The value buffers take 2 (M+1) ⌈C/4⌉ × 16 bytes; beyond `maxValueBufferBytes` the vectors are
-/// filtered in several rounds.
+/// **Memory.** The value buffers take 2 (M+1) × width floats; beyond `maxValueBufferBytes` the row's lanes are
+/// filtered in several rounds of fewer lanes.
 extension PermutohedralLattice {
     /// C rounded up to a multiple of 4: the float stride of a lattice row and of the inputs `filter` reads.
     public static func paddedWidth(_ channels: Int) -> Int { (channels + 3) & ~3 }
@@ -35,176 +35,159 @@ extension PermutohedralLattice {
     public func filter(_ values: [Float], channels c: Int, threads: Int = 1) -> [Float] {
         precondition(values.count == pointCount * c,
                      "PermutohedralLattice.filter: \(values.count) values, expected N × C = \(pointCount) × \(c)")
-        let vectors = PermutohedralLattice.paddedWidth(c) / 4
-        var padded = [F4](repeating: .zero, count: pointCount * vectors)
-        padded.withUnsafeMutableBufferPointer { dst in
-            dst.baseAddress!.withMemoryRebound(to: Float.self, capacity: pointCount * vectors * 4) { f in
-                for i in 0..<pointCount { for k in 0..<c { f[i * vectors * 4 + k] = values[i * c + k] } }
+        let width = PermutohedralLattice.paddedWidth(c)
+        var padded = [Float](repeating: 0, count: pointCount * width)
+        for i in 0..<pointCount { for k in 0..<c { padded[i * width + k] = values[i * c + k] } }
+        var sliced = [Float](repeating: 0, count: pointCount * width)
+        let workspace = Workspace(lattice: self, width: width)
+        padded.withUnsafeBufferPointer { input in
+            sliced.withUnsafeMutableBufferPointer { out in
+                filter(input: input.baseAddress!, width: width, channels: c, workspace: workspace, threads: threads,
+                       into: .store(out.baseAddress!))
             }
         }
         var out = [Float](repeating: 0, count: values.count)
-        var workspace = Workspace(lattice: self, vectors: vectors, threads: threads)
-        padded.withUnsafeBufferPointer { input in
-            out.withUnsafeMutableBufferPointer { output in
-                let o = output.baseAddress!
-                filter(input: input.baseAddress!, inputVectors: vectors, channels: c, workspace: &workspace) {
-                    rows, sliced, group in
-                    let vn = group.count
-                    sliced.withMemoryRebound(to: Float.self, capacity: rows.count * vn * 4) { s in
-                        let c0 = 4 * group.lowerBound, width = min(c, 4 * group.upperBound) - c0
-                        for i in rows {
-                            let src = s + (i - rows.lowerBound) * vn * 4
-                            for k in 0..<width { o[i * c + c0 + k] = src[k] }
-                        }
-                    }
-                }
-            }
-        }
+        for i in 0..<pointCount { for k in 0..<c { out[i * c + k] = sliced[i * width + k] } }
         return out
     }
 
-    /// The value buffers and the split of a row's vectors into rounds of concurrent groups.
-    struct Workspace {
-        /// Each round lists disjoint vector ranges, one per thread, that together cover the round's vectors.
-        let rounds: [[Range<Int>]]
-        var buffer: [F4]
+    /// The value buffers and the lane ranges filtered one after the other.
+    final class Workspace {
+        /// Lane ranges of a row, in order; one covering the whole row unless the buffers would exceed the bound.
+        let rounds: [Range<Int>]
+        /// The two value buffers, each (M+1) × (the widest round) floats.
+        let buffers: UnsafeMutablePointer<Float>
+        /// Floats in `buffers`.
+        let count: Int
 
-        init(lattice: PermutohedralLattice, vectors: Int, threads: Int,
+        init(lattice: PermutohedralLattice, width: Int,
              maxValueBufferBytes: Int = PermutohedralLattice.maxValueBufferBytes) {
             let rows = lattice.vertexCount + 1
-            let perRound = max(1, min(vectors, maxValueBufferBytes / (2 * rows * MemoryLayout<F4>.stride)))
-            var rounds: [[Range<Int>]] = []
-            var v0 = 0
-            while v0 < vectors {
-                let count = min(perRound, vectors - v0)
-                let groups = max(1, min(threads, count))
-                rounds.append((0..<groups).map { g in (v0 + g * count / groups)..<(v0 + (g + 1) * count / groups) })
-                v0 += count
-            }
-            self.rounds = rounds
-            buffer = [F4](repeating: .zero, count: 2 * rows * perRound)
+            let perRound = max(4, min(width, maxValueBufferBytes / (2 * rows * MemoryLayout<Float>.stride)) & ~3)
+            rounds = stride(from: 0, to: width, by: perRound).map { $0..<min($0 + perRound, width) }
+            count = 2 * rows * perRound
+            buffers = .allocate(capacity: count)
+            buffers.initialize(repeating: 0, count: count)
         }
+
+        deinit { buffers.deallocate() }
 
         /// Bytes of the value buffers.
-        var bytes: Int { buffer.count * MemoryLayout<F4>.stride }
+        var bytes: Int { count * MemoryLayout<Float>.stride }
     }
 
-    /// Splat–blur–slice of `channels` channels of `input` (N rows of `inputVectors` vectors). Each group's slice hands
-    /// blocks of pixels to `consume(rows, sliced, group)`: `sliced` holds rows.count rows of group.count vectors,
-    /// the filtered values of vectors `group` (channels 4·group.lowerBound ..< 4·group.upperBound). `consume` runs
-    /// concurrently for different groups (same rows, disjoint vectors).
-    func filter(input: UnsafePointer<F4>, inputVectors: Int, channels: Int, workspace: inout Workspace,
-                consume: (Range<Int>, UnsafePointer<F4>, Range<Int>) -> Void) {
-        precondition(inputVectors * 4 >= channels,
-                     "PermutohedralLattice.filter: rows of \(inputVectors) vectors hold fewer than \(channels) channels")
-        // densecrf takes its scalar path for ≤ 2 channels, which slices as (w·v)·α; the SSE path uses (w·α)·v.
-        let scalarOrder = channels <= 2
-        let rows = vertexCount + 1
+    /// Where the slice puts its result: the sliced values themselves, or `acc = base + weight · (sliced · norm)` per
+    /// pixel (the CRF's message; `acc` may be `base`). Pointers are to N rows of the filter's `width` floats.
+    enum SliceTarget {
+        case store(UnsafeMutablePointer<Float>)
+        case accumulate(base: UnsafePointer<Float>, acc: UnsafeMutablePointer<Float>, norm: UnsafePointer<Float>, weight: Float)
+    }
+
+    /// Splat–blur–slice of the first `channels` lanes of `input` (N rows of `width` floats, each multiplied by
+    /// `scale[i]` when given) into `target`. Once a block of pixels holds all its lanes, `completed(block)` runs
+    /// (concurrently for different blocks), so the caller can use them while they are in cache.
+    func filter(input: UnsafePointer<Float>, scale: UnsafePointer<Float>? = nil, width: Int, channels: Int,
+                workspace: Workspace, threads: Int, into target: SliceTarget,
+                completed: ((Range<Int>) -> Void)? = nil) {
+        precondition(width % 4 == 0 && width >= channels,
+                     "PermutohedralLattice.filter: rows of \(width) floats for \(channels) channels")
         let rounds = workspace.rounds
-        workspace.buffer.withUnsafeMutableBufferPointer { buf in
-            let base = buf.baseAddress!
-            for round in rounds {
-                let first = round[0].lowerBound
-                parallelRanges(round.count, threads: round.count) { groups in
-                    for g in groups {
-                        let group = round[g]
-                        let a = base + 2 * rows * (group.lowerBound - first)
-                        let b = a + rows * group.count
-                        withConstantVectors(group.count) { vn in
-                            filterGroup(input: input + group.lowerBound, inputVectors: inputVectors, vectors: vn,
-                                        buffers: (a, b), scalarOrder: scalarOrder, startBlock: g, of: round.count) {
-                                rows, sliced in consume(rows, sliced, group)
-                            }
-                        }
+        for (roundIndex, lanes) in rounds.enumerated() {
+            let blurred = splatBlur(input: input, scale: scale, width: width, lanes: lanes,
+                                    buffers: workspace.buffers, threads: threads)
+            slice(blurred, width: width, lanes: lanes, channels: channels, into: target, threads: threads,
+                  completed: roundIndex == rounds.count - 1 ? completed : nil)
+        }
+    }
+
+    /// Splat and blur of lanes `lanes` of `input` (rows of `width` floats, times `scale[i]` when given), in the two
+    /// value buffers at `buffers` (each (M+1) × lanes.count floats). Returns the buffer holding the blurred rows.
+    func splatBlur(input: UnsafePointer<Float>, scale: UnsafePointer<Float>?, width: Int, lanes: Range<Int>,
+                   buffers: UnsafeMutablePointer<Float>, threads: Int) -> UnsafeMutablePointer<Float> {
+        let m = vertexCount, rw = lanes.count
+        var current = buffers, next = buffers + (m + 1) * rw
+        // Row 0 is the absent vertex: zero in both buffers (the steps never write it).
+        current.update(repeating: 0, count: rw)
+        next.update(repeating: 0, count: rw)
+        let splatParts = balancedRanges(entriesBefore, parts: threads, minimum: 4096)
+        withLatticePointers { offsets, weights, neighbours in
+            let source = input + lanes.lowerBound, rows = current
+            DispatchQueue.concurrentPerform(iterations: splatParts.count) { p in
+                let r = splatParts[p]
+                ccrf_splat(offsets, weights, Int32(dimension + 1), 0, Int64(pointCount), Int64(r.lowerBound),
+                           Int64(r.upperBound), source, Int64(width), scale, rows, Int64(rw))
+            }
+            for j in 0...dimension {
+                let (src, dst, axis) = (current, next, neighbours + 2 * j * m)
+                parallelRanges(m, threads: threads, minimum: 4096) { r in
+                    ccrf_blur(src, dst, axis, Int64(r.lowerBound), Int64(r.upperBound), Int64(rw))
+                }
+                swap(&current, &next)
+            }
+        }
+        return current
+    }
+
+    /// α, the slice's scale 1/(1 + 2^−d).
+    var alpha: Float { 1 / (1 + powf(2, -Float(dimension))) }
+
+    /// The slice of `blurred` (rows of lanes.count floats) into lanes `lanes` of `target`, pixels over the threads in
+    /// blocks of 256, calling `completed(block)` after each block.
+    private func slice(_ blurred: UnsafePointer<Float>, width: Int, lanes: Range<Int>, channels: Int,
+                       into target: SliceTarget, threads: Int, completed: ((Range<Int>) -> Void)?) {
+        // densecrf takes its scalar path for ≤ 2 channels, which slices as (w·v)·α; the SSE path uses (w·α)·v.
+        let scalarOrder: Int32 = channels <= 2 ? 1 : 0
+        let (rw, c0, vpp, alpha) = (lanes.count, lanes.lowerBound, dimension + 1, self.alpha)
+        withLatticePointers { offsets, weights, _ in
+            parallelRanges(pointCount, threads: threads, minimum: 1024) { range in
+                for lo in stride(from: range.lowerBound, to: range.upperBound, by: 256) {
+                    let hi = min(lo + 256, range.upperBound)
+                    switch target {
+                    case .store(let out):
+                        ccrf_slice(offsets, weights, Int32(vpp), Int64(lo), Int64(hi), blurred, Int64(rw), alpha,
+                                   scalarOrder, nil, nil, 0, out + c0, Int64(width))
+                    case .accumulate(let base, let acc, let norm, let weight):
+                        ccrf_slice(offsets, weights, Int32(vpp), Int64(lo), Int64(hi), blurred, Int64(rw), alpha,
+                                   scalarOrder, base + c0, norm, weight, acc + c0, Int64(width))
                     }
+                    completed?(lo..<hi)
                 }
             }
         }
     }
 
-    /// One group of `vn` vectors through splat, blur and slice, on the calling thread.
-    @inline(__always)
-    private func filterGroup(input: UnsafePointer<F4>, inputVectors: Int, vectors vn: Int,
-                             buffers: (UnsafeMutablePointer<F4>, UnsafeMutablePointer<F4>), scalarOrder: Bool,
-                             startBlock g: Int, of groups: Int, consume: (Range<Int>, UnsafePointer<F4>) -> Void) {
-        let n = pointCount, m = vertexCount, d = dimension, vpp = d + 1
-        var current = buffers.0, next = buffers.1
-        offsets.withUnsafeBufferPointer { offs in
-            weights.withUnsafeBufferPointer { wts in
-                // Splat: scatter each pixel into its d+1 vertices, pixels in increasing order (densecrf's order).
-                current.update(repeating: .zero, count: (m + 1) * vn)
-                for k in 0..<vn { next[k] = .zero }     // row 0 of the other buffer: the absent vertex
-                for i in 0..<n {
-                    let src = input + i * inputVectors
-                    for r in 0..<vpp {
-                        let row = current + Int(offs[i * vpp + r]) * vn
-                        let w = F4(repeating: wts[i * vpp + r])
-                        for k in 0..<vn { row[k] += w * src[k] }
-                    }
-                }
-                // Blur along axes 0…d, swapping buffers after each.
-                neighbours.withUnsafeBufferPointer { nb in
-                    let half = F4(repeating: 0.5)
-                    for j in 0...d {
-                        let axis = nb.baseAddress! + 2 * j * m
-                        for v in 0..<m {
-                            let o = current + (v + 1) * vn
-                            let n1 = current + Int(axis[2 * v]) * vn
-                            let n2 = current + Int(axis[2 * v + 1]) * vn
-                            let dst = next + (v + 1) * vn
-                            for k in 0..<vn { dst[k] = o[k] + half * (n1[k] + n2[k]) }
-                        }
-                        swap(&current, &next)
-                    }
-                }
-                // Slice in blocks of 256 pixels. Groups start at different blocks so that concurrent groups do
-                // not write the same cache lines of a pixel row at the same time.
-                let alpha: Float = 1 / (1 + powf(2, -Float(d)))
-                let alphaV = F4(repeating: alpha)
-                let block = 256
-                let blocks = (n + block - 1) / block
-                withUnsafeTemporaryAllocation(of: F4.self, capacity: block * vn) { scratchBuffer in
-                    let scratch = scratchBuffer.baseAddress!
-                    for step in 0..<blocks {
-                        let lo = ((step + g * blocks / groups) % blocks) * block, hi = min(lo + block, n)
-                        for i in lo..<hi {
-                            let acc = scratch + (i - lo) * vn
-                            for k in 0..<vn { acc[k] = .zero }
-                            for r in 0..<vpp {
-                                let src = current + Int(offs[i * vpp + r]) * vn
-                                let w = wts[i * vpp + r]
-                                if scalarOrder {
-                                    let wv = F4(repeating: w)
-                                    for k in 0..<vn { acc[k] += (wv * src[k]) * alphaV }
-                                } else {
-                                    let wa = F4(repeating: w * alpha)
-                                    for k in 0..<vn { acc[k] += wa * src[k] }
-                                }
-                            }
-                        }
-                        consume(lo..<hi, UnsafePointer(scratch))
-                    }
+    /// Calls `body` with the base addresses of `offsets`, `weights` and `neighbours`.
+    func withLatticePointers<R>(
+        _ body: (UnsafePointer<Int32>, UnsafePointer<Float>, UnsafePointer<Int32>) -> R
+    ) -> R {
+        offsets.withUnsafeBufferPointer { offsets in
+            weights.withUnsafeBufferPointer { weights in
+                neighbours.withUnsafeBufferPointer { neighbours in
+                    body(offsets.baseAddress!, weights.baseAddress!, neighbours.baseAddress!)
                 }
             }
         }
     }
 }
 
-/// Calls `body(v)` with `v` a literal for 1 ≤ v ≤ 8, so that when `body` is inlined its row loops have a constant
-/// trip count (unrolled, accumulators in registers); larger rows take the general path.
-@inline(__always)
-func withConstantVectors(_ v: Int, _ body: (Int) -> Void) {
-    switch v {
-    case 1: body(1)
-    case 2: body(2)
-    case 3: body(3)
-    case 4: body(4)
-    case 5: body(5)
-    case 6: body(6)
-    case 7: body(7)
-    case 8: body(8)
-    default: body(v)
+/// Up to `parts` contiguous vertex ranges with about equal numbers of entries, where vertex v has
+/// `start[v+1] − start[v]` entries; fewer ranges when there are under `minimum` entries per range.
+func balancedRanges(_ start: [Int32], parts: Int, minimum: Int) -> [Range<Int>] {
+    let m = start.count - 1, total = Int(start[m])
+    let count = max(1, min(parts, total / max(minimum, 1)))
+    var bounds = [0]
+    for p in 1..<count + 1 {
+        if p == count { bounds.append(m); break }
+        let target = Int32(p * total / count)
+        // The first vertex whose entries start at or after the target.
+        var lo = bounds.last!, hi = m
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if start[mid] < target { lo = mid + 1 } else { hi = mid }
+        }
+        bounds.append(lo)
     }
+    return (0..<count).map { bounds[$0]..<bounds[$0 + 1] }
 }
 
 /// Runs `body` over `count` items split into `threads` contiguous ranges (fewer when there are under `minimum`

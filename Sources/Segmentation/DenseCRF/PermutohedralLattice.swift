@@ -25,8 +25,8 @@ import Foundation
 /// their vertices after the real ones; they carry no value but take part in the blur, so `init` inserts them too.
 ///
 /// **Memory.** Per point, d+1 vertex offsets (Int32) and weights (Float): 8(d+1) bytes; per vertex, 2(d+1)
-/// neighbour indices (Int32). The hash table and keys exist only while building. A 1000 × 750 image's bilateral
-/// lattice (d = 5) takes 36 MB plus 48 bytes per vertex.
+/// neighbour indices (Int32) and an entry count. The hash table and keys exist only while building. A 1000 × 750
+/// image's bilateral lattice (d = 5) takes 36 MB plus 52 bytes per vertex.
 public struct PermutohedralLattice: Sendable {
     /// N, the number of points (pixels).
     public let pointCount: Int
@@ -42,6 +42,9 @@ public struct PermutohedralLattice: Sendable {
     /// Blur neighbours, +1-shifted (0 = no such vertex): for axis j and vertex v, `neighbours[2(jM + v)]` is
     /// x − u_j and `neighbours[2(jM + v) + 1]` is x + u_j.
     let neighbours: [Int32]
+    /// `entriesBefore[v]`: how many (point, vertex) entries belong to vertices below v (M + 1 values), so that the
+    /// splat can split the vertices into ranges of equal work.
+    let entriesBefore: [Int32]
 
     /// Builds the lattice for `features` (N × d, point-major: point i's features are `features[i*d ..< (i+1)*d]`).
     /// The hash insertion is sequential (vertex numbers are first-insertion order); elevation and neighbour lookup
@@ -124,8 +127,22 @@ public struct PermutohedralLattice: Sendable {
         self.dimension = d
         self.vertexCount = m
         self.neighbours = PermutohedralLattice.findNeighbours(table: table, vertexCount: m, dimension: d, threads: threads)
+        entriesBefore = PermutohedralLattice.countEntries(offsets: offsets, vertexCount: m)
         self.offsets = offsets
         self.weights = weights
+    }
+
+    /// Prefix sums of the number of points each vertex takes part in.
+    private static func countEntries(offsets: [Int32], vertexCount m: Int) -> [Int32] {
+        var counts = [Int32](repeating: 0, count: m + 1)
+        counts.withUnsafeMutableBufferPointer { c in
+            offsets.withUnsafeBufferPointer { o in
+                // offsets are vertex + 1: count into c[v + 1]; the prefix sums make c[v] the entries below v.
+                for e in 0..<o.count { c[Int(o[e])] += 1 }
+                for v in 0..<m { c[v + 1] += c[v] }
+            }
+        }
+        return counts
     }
 
     /// For each axis j and vertex x, the vertices x ∓ u_j: coordinate j moves by ±d and every other of the d stored

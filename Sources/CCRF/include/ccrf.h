@@ -1,0 +1,57 @@
+// The dense CRF's inner loops (Segmentation/DenseCRF): the permutohedral lattice's splat, blur and slice, and the
+// mean-field softmax. In C because Swift cannot compile one function for AVX2: each entry point checks the CPU once
+// and runs a copy compiled for AVX2 (8 floats per instruction) where there is one, else the same code for the
+// baseline (SSE2). Both copies perform, per float lane, the same IEEE operations in the same order, with no fused
+// multiply-add (the file is compiled with contraction off), so their results are identical bit for bit and equal
+// to densecrf's (see LatticeFilter.swift and CRFSoftmax.swift for the order).
+//
+// Rows: a lattice vertex's or a pixel's values are `width` consecutive floats, width a multiple of 4. Row 0 of a
+// vertex buffer is the absent vertex (all zeros); vertex v is row v + 1.
+#pragma once
+#include <stdint.h>
+
+/// Splat of points [i0, i1) into the rows of vertices [v0, v1) only (a thread's share: disjoint vertex ranges can
+/// run at once): those rows are set to Σ w · x over the points' entries (offsets[i·vpp + r] = vertex + 1, weight
+/// weights[i·vpp + r]) in increasing point order, summed from 0 — densecrf's scatter order. x is
+/// input[i·inStride + k], or with `scale` the product input[i·inStride + k] · scale[i] (the CRF's Q·D^{−½}, rounded to
+/// float before the weight multiplies it, as densecrf stores it).
+void ccrf_splat(const int32_t *offsets, const float *weights, int32_t vpp, int64_t i0, int64_t i1, int64_t v0,
+                int64_t v1, const float *input, int64_t inStride, const float *scale, float *rows, int64_t width);
+
+/// One blur axis, vertices [v0, v1): dst[v+1] = src[v+1] + ½ (src[neighbours[2v]] + src[neighbours[2v+1]]).
+void ccrf_blur(const float *src, float *dst, const int32_t *neighbours, int64_t v0, int64_t v1, int64_t width);
+
+/// Slice, points [i0, i1): s = Σ_r (w_r·α)·rows[offsets[i·vpp + r]] summed from 0 over r in order, or with
+/// `scalarOrder` Σ_r (w_r·rows[…])·α (densecrf's path for ≤ 2 channels). With `norm` NULL out[i·outStride + k] = s_k;
+/// else out[i·outStride + k] = base[i·outStride + k] + termWeight·(s_k·norm[i]) (out may equal base).
+void ccrf_slice(const int32_t *offsets, const float *weights, int32_t vpp, int64_t i0, int64_t i1,
+                const float *rows, int64_t width, float alpha, int32_t scalarOrder,
+                const float *base, const float *norm, float termWeight, float *out, int64_t outStride);
+
+/// Softmax, points [i0, i1): out[i·outStride + k·labelStride] = softmax(x[i·stride ..< i·stride + labels])_k with
+/// Eigen's SSE2 exp and summation order (see ccrf.c). (outStride, labelStride) = (W, 1) writes rows, (1, N) planes.
+void ccrf_softmax(const float *x, int64_t stride, int32_t labels, int64_t i0, int64_t i1, float *out,
+                  int64_t outStride, int64_t labelStride);
+
+/// One pairwise term of `ccrf_update`: its lattice's slice (`offsets`, `weights`, vpp = d + 1, α) of the blurred
+/// vertex rows `rows` (row 0 the absent vertex), D^{−½} per point and the Potts weight.
+typedef struct {
+    const int32_t *offsets;
+    const float *weights;
+    int32_t vpp;
+    const float *rows;
+    float alpha;
+    const float *norm;
+    float weight;
+} ccrf_term;
+
+/// The mean-field update with every term's slice fused, points [i0, i1): a = −U[i] + Σ_t w_t·(slice_t(i)·norm_t[i])
+/// added term by term in order, then out[i·outStride + k·labelStride] = softmax(a)_k for k < labels. −U has rows of `width`
+/// floats, as the terms' vertex rows. The slices multiply as `ccrf_slice` does ((w·v)·α for ≤ 2 labels).
+void ccrf_update(const ccrf_term *terms, int32_t count, const float *negU, int64_t width, int32_t labels, int64_t i0,
+                 int64_t i1, float *out, int64_t outStride, int64_t labelStride);
+
+/// Tests only: 1 forces the baseline copies (what a CPU without AVX2 runs), 0 lets the CPU decide.
+void ccrf_use_portable(int32_t on);
+/// 1 when the AVX2 copies run.
+int32_t ccrf_uses_avx2(void);
