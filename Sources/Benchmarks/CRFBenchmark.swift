@@ -17,7 +17,13 @@ public struct CRFBenchmark {
         public var preset: String
         public var threads: Int
         public var imagesPerSecond: Double
+        /// Milliseconds per image in each phase: the lattices and D^{−½} (`model`), the unary, the mean-field
+        /// iterations, the argmax.
+        public var phaseMilliseconds: [String: Double]
     }
+
+    /// The phases of `Result.phaseMilliseconds`, in the order they run.
+    public static let phases = ["lattices", "unary", "mean field", "argmax"]
 
     public var images: Int
 
@@ -70,22 +76,37 @@ public struct CRFBenchmark {
         return Inputs(width: width, height: height, labels: labels, image: image, labelMap: labelMap, probabilities: probabilities)
     }
 
-    /// Images per second of one preset at `threads` threads (after one untimed call).
+    /// Images per second of one preset at `threads` threads (after one untimed call), and the time in each phase.
     public func measure(_ inputs: Inputs, preset: CRFPreset, threads: Int) throws -> Result {
         let parameters = preset.parameters()
+        var seconds = [Double](repeating: 0, count: CRFBenchmark.phases.count)
         func once() throws {
-            switch preset.unarySource {
-            case .labels:
-                _ = try DenseCRF.labels(image: inputs.image, width: inputs.width, height: inputs.height, labelMap: inputs.labelMap,
-                                        labels: inputs.labels, parameters: parameters, threads: threads)
-            case .probabilities:
-                _ = try DenseCRF.labels(image: inputs.image, width: inputs.width, height: inputs.height,
-                                        probabilities: inputs.probabilities, labels: inputs.labels, parameters: parameters, threads: threads)
+            var clock = Date()
+            func lap(_ phase: Int) {
+                let now = Date()
+                seconds[phase] += now.timeIntervalSince(clock)
+                clock = now
             }
+            var crf = try DenseCRF.model(image: inputs.image, width: inputs.width, height: inputs.height,
+                                         labels: inputs.labels, parameters: parameters, threads: threads)
+            lap(0)
+            switch preset.unarySource {
+            case .labels: try crf.setUnary(labelMap: inputs.labelMap, gtProb: parameters.gtProb)
+            case .probabilities: try crf.setUnary(probabilities: inputs.probabilities, clip: parameters.clip)
+            }
+            lap(1)
+            let q = crf.inference(iterations: parameters.iterations)
+            lap(2)
+            _ = DenseCRF.argmax(q, labels: inputs.labels)
+            lap(3)
         }
         try once()
+        seconds = seconds.map { _ in 0 }
         let start = Date()
         for _ in 0..<images { try once() }
-        return Result(preset: preset.rawValue, threads: threads, imagesPerSecond: Double(images) / Date().timeIntervalSince(start))
+        let total = Date().timeIntervalSince(start)
+        return Result(preset: preset.rawValue, threads: threads, imagesPerSecond: Double(images) / total,
+                      phaseMilliseconds: Dictionary(uniqueKeysWithValues: zip(CRFBenchmark.phases,
+                                                                              seconds.map { 1000 * $0 / Double(images) })))
     }
 }

@@ -14,7 +14,9 @@ struct BenchCRFCommand: ParsableCommand {
         10 mean-field iterations, the argmax. For the same inputs on both sides run \
         `python scripts/bench/bench_crf_pydensecrf.py --save-inputs DIR --json PY.json` first and pass \
         --inputs DIR --pydensecrf PY.json: the ratio per core (1 thread against 1 process) and per machine (2 threads \
-        against 2 processes) is printed. The filtering is memory-bound: the memcpy rate measured here is the yardstick.
+        against 2 processes) is printed. Each row also splits the time per image into the phases: building the two \
+        lattices (with D^{−½}), the unary, the mean-field iterations, the argmax. The filtering is memory-bound: the \
+        memcpy rate measured here is the yardstick.
         """)
 
     @Option(help: "Timed calls per preset and thread count (after one untimed call).")
@@ -59,7 +61,8 @@ struct BenchCRFCommand: ParsableCommand {
         let data = try inputs.map { try CRFBenchmark.load(URL(fileURLWithPath: $0)) } ?? CRFBenchmark.generated()
         let bench = CRFBenchmark(images: images)
         print("bench crf: \(data.width)x\(data.height) RGB, \(data.labels) labels, 10 iterations, \(inputs ?? "generated scene"); memcpy \(String(format: "%.1f", KernelBenchmark.memcpyRate())) GB/s")
-        print("preset        threads   images/s   ms/image   speed-up" + (pydensecrf != nil ? "   vs pydensecrf (same cores)" : ""))
+        print("preset        threads   images/s   ms/image   speed-up   " + CRFBenchmark.phases.map { $0.padding(toLength: 10, withPad: " ", startingAt: 0) }.joined(separator: " ")
+              + (pydensecrf != nil ? "   vs pydensecrf (same cores)" : ""))
         for preset in CRFPreset.allCases {
             var single: Double?
             for threads in parsedThreads {
@@ -67,6 +70,7 @@ struct BenchCRFCommand: ParsableCommand {
                 if single == nil { single = r.imagesPerSecond }
                 var line = preset.rawValue.padding(toLength: 12, withPad: " ", startingAt: 0) + String(format: " %8d %10.2f %10.1f %9.2fx", threads, r.imagesPerSecond,
                                   1000 / r.imagesPerSecond, r.imagesPerSecond / single!)
+                line += "  " + CRFBenchmark.phases.map { String(format: "%7.1f ms", r.phaseMilliseconds[$0] ?? 0) }.joined(separator: " ")
                 if let py = reference["\(preset.rawValue)/\(threads)"] { line += String(format: "   %.2fx (%.2f images/s)", r.imagesPerSecond / py, py) }
                 print(line)
             }

@@ -55,3 +55,31 @@ void ccrf_update(const ccrf_term *terms, int32_t count, const float *negU, int64
 void ccrf_use_portable(int32_t on);
 /// 1 when the AVX2 copies run.
 int32_t ccrf_uses_avx2(void);
+
+// MARK: Building the lattice (lattice.c)
+
+/// Locates points [i0, i1) of `features` (N × d, 1 ≤ d ≤ 16) in the permutohedral lattice, as densecrf's SSE `init`
+/// computes each lane, with the elevation scale factors `scale` (d floats): writes for each point its d+1 vertex keys
+/// (d Int32 each, remainder order) at keys[((i − i0)(d+1) + r)·d], their hashes at hashes[(i − i0)(d+1) + r] and
+/// their barycentric weights at weights[i(d+1) + r].
+void ccrf_locate(const float *features, int32_t d, const float *scale, int64_t i0, int64_t i1, int32_t *keys,
+                 float *weights, uint64_t *hashes);
+
+/// The hash of a d-coordinate key (any function would do: vertices are numbered by first insertion).
+uint64_t ccrf_key_hash(const int32_t *key, int32_t d);
+
+/// A hash table numbering lattice keys in first-insertion order.
+typedef struct ccrf_table ccrf_table;
+
+/// A table for keys of d Int32, sized for `expected` keys (it grows). NULL when out of memory.
+ccrf_table *ccrf_table_create(int32_t d, int64_t expected);
+void ccrf_table_destroy(ccrf_table *table);
+/// The number of keys inserted so far.
+int64_t ccrf_table_count(const ccrf_table *table);
+/// Inserts `count` keys (d Int32 each, with their `ccrf_key_hash`) in order; for each, writes its vertex number + 1
+/// to offsets[e] (when `offsets` is not NULL). Returns 0 when out of memory.
+int32_t ccrf_table_insert(ccrf_table *table, const int32_t *keys, const uint64_t *hashes, int64_t count,
+                          int32_t *offsets);
+/// For vertices [v0, v1) and each axis j = 0…d, the vertices x − u_j and x + u_j (+1-shifted, 0 = absent) at
+/// neighbours[2(j·M + v)] and neighbours[2(j·M + v) + 1], M the table's count. Lookups only: ranges may run at once.
+void ccrf_table_neighbours(const ccrf_table *table, int64_t v0, int64_t v1, int32_t *neighbours);
