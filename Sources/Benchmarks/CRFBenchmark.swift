@@ -97,7 +97,7 @@ public struct CRFBenchmark {
             lap(1)
             let q = crf.inference(iterations: parameters.iterations)
             lap(2)
-            _ = DenseCRF.argmax(q, labels: inputs.labels)
+            _ = DenseCRF.argmax(q, labels: inputs.labels, threads: threads)
             lap(3)
         }
         try once()

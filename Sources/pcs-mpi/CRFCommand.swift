@@ -129,7 +129,7 @@ struct CRFCommand: ParsableCommand {
         let start = Date()
         let q = model.inference(iterations: parameters.iterations)
         let seconds = Date().timeIntervalSince(start)
-        let argmax = DenseCRF.argmax(q, labels: labelCount)
+        let argmax = DenseCRF.argmax(q, labels: labelCount, threads: ComputeThreads.current)
         try AtomicFile.write(Data(try PNGCodec.encodeIndexed(PixelImage(width: w, height: h, channels: 1, pixels: argmax))),
                              to: URL(fileURLWithPath: out))
         if let outProbs {

@@ -28,27 +28,38 @@ public enum CRFUnary {
     /// U[l] = −ln(gt_prob) and U[l′] = −ln((1 − gt_prob)/(L − 1)) for every other l′. Label 0 is an ordinary label.
     /// Both energies are computed in double and rounded to float, as numpy does before its float32 store.
     public static func fromLabels(_ labelMap: [UInt8], labels: Int, gtProb: Double) throws -> [Float] {
+        let n = labelMap.count
+        let (positive, negative) = try labelEnergies(labelMap, labels: labels, gtProb: gtProb)
+        var u = [Float](repeating: negative, count: labels * n)
+        for (i, l) in labelMap.enumerated() { u[Int(l) * n + i] = positive }
+        return u
+    }
+
+    /// The two energies of `fromLabels`, (−ln(gt_prob), −ln((1 − gt_prob)/(L − 1))), after checking the labels.
+    static func labelEnergies(_ labelMap: [UInt8], labels: Int, gtProb: Double) throws -> (Float, Float) {
         guard gtProb > 0 && gtProb < 1 else {
             throw DenseCRFError.invalidParameter(name: "gt_prob", value: "\(gtProb)", requirement: "in (0, 1)")
         }
         guard labels >= 1 else {
             throw DenseCRFError.invalidParameter(name: "label count", value: "\(labels)", requirement: "at least 1")
         }
-        let n = labelMap.count
         if let bad = labelMap.firstIndex(where: { Int($0) >= labels }) {
             throw DenseCRFError.labelOutOfRange(label: Int(labelMap[bad]), pixel: bad, labels: labels)
         }
-        let positive = Float(-log(gtProb))
-        let negative = labels > 1 ? Float(-log((1 - gtProb) / Double(labels - 1))) : 0
-        var u = [Float](repeating: negative, count: labels * n)
-        for (i, l) in labelMap.enumerated() { u[Int(l) * n + i] = positive }
-        return u
+        return (Float(-log(gtProb)), labels > 1 ? Float(-log((1 - gtProb) / Double(labels - 1))) : 0)
     }
 
     /// `unary_from_softmax(p)`: U = −ln(clip(p, `clip`, 1)), in float as numpy computes it for float32 input.
     /// `probabilities` is L × N label-major.
     public static func fromProbabilities(_ probabilities: [Float], labels: Int, pixels: Int,
                                          clip: Float = 1e-5) throws -> [Float] {
+        try checkProbabilities(probabilities, labels: labels, pixels: pixels, clip: clip)
+        return probabilities.map { energy(probability: $0, clip: clip) }
+    }
+
+    /// The checks of `fromProbabilities`: the shape, the clip, no NaN (NaN fails both comparisons and would survive
+    /// `min`/`max`; it is rejected rather than propagated through Q).
+    static func checkProbabilities(_ probabilities: [Float], labels: Int, pixels: Int, clip: Float) throws {
         guard probabilities.count == labels * pixels else {
             throw DenseCRFError.shapeMismatch(what: "the probability map", expected: "\(labels) × \(pixels)",
                                               actual: probabilities.count)
@@ -56,10 +67,12 @@ public enum CRFUnary {
         guard clip > 0 && clip <= 1 else {
             throw DenseCRFError.invalidParameter(name: "clip", value: "\(clip)", requirement: "in (0, 1]")
         }
-        // NaN fails both comparisons and would survive `min`/`max`; reject it rather than propagate it through Q.
         if let bad = probabilities.firstIndex(where: { $0.isNaN }) {
             throw DenseCRFError.invalidParameter(name: "probability at index \(bad)", value: "nan", requirement: "a number")
         }
-        return probabilities.map { -logf(min(max($0, clip), 1)) }
     }
+
+    /// One probability's energy −ln(clip(p, `clip`, 1)).
+    @inline(__always)
+    static func energy(probability p: Float, clip: Float) -> Float { -logf(min(max(p, clip), 1)) }
 }

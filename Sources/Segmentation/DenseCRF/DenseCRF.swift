@@ -73,19 +73,11 @@ public struct DenseCRF: Sendable {
 
     /// Sets U from an L × N label-major energy array (pydensecrf's `setUnaryEnergy`).
     public mutating func setUnaryEnergy(_ energy: [Float]) throws {
-        let n = pixelCount, l = labels
-        guard energy.count == l * n else {
-            throw DenseCRFError.shapeMismatch(what: "the unary energy", expected: "\(l) × \(height) × \(width)", actual: energy.count)
+        guard energy.count == labels * pixelCount else {
+            throw DenseCRFError.shapeMismatch(what: "the unary energy", expected: "\(labels) × \(height) × \(width)",
+                                              actual: energy.count)
         }
-        let stride = PermutohedralLattice.paddedWidth(l)
-        energy.withUnsafeBufferPointer { u in
-            negUnary.withUnsafeMutableBufferPointer { out in
-                let src = u.baseAddress!, dst = out.baseAddress!
-                parallelRanges(n, threads: threads, minimum: 4096) { range in
-                    for i in range { for k in 0..<l { dst[i * stride + k] = -src[k * n + i] } }
-                }
-            }
-        }
+        setNegativeUnary { i, k, n in -energy[k * n + i] }
     }
 
     /// Unaries from a label map (N values, row-major), `CRFUnary.fromLabels`.
@@ -93,7 +85,8 @@ public struct DenseCRF: Sendable {
         guard labelMap.count == pixelCount else {
             throw DenseCRFError.shapeMismatch(what: "the label map", expected: "\(height) × \(width)", actual: labelMap.count)
         }
-        try setUnaryEnergy(CRFUnary.fromLabels(labelMap, labels: labels, gtProb: gtProb))
+        let (positive, negative) = try CRFUnary.labelEnergies(labelMap, labels: labels, gtProb: gtProb)
+        setNegativeUnary { i, k, _ in Int(labelMap[i]) == k ? -positive : -negative }
     }
 
     /// Unaries from a probability map (L × N label-major), `CRFUnary.fromProbabilities`.
@@ -102,7 +95,19 @@ public struct DenseCRF: Sendable {
             throw DenseCRFError.shapeMismatch(what: "the probability map", expected: "\(labels) × \(height) × \(width)",
                                               actual: probabilities.count)
         }
-        try setUnaryEnergy(CRFUnary.fromProbabilities(probabilities, labels: labels, pixels: pixelCount, clip: clip))
+        try CRFUnary.checkProbabilities(probabilities, labels: labels, pixels: pixelCount, clip: clip)
+        setNegativeUnary { i, k, n in -CRFUnary.energy(probability: probabilities[k * n + i], clip: clip) }
+    }
+
+    /// −U[i, k] = `value(i, k, N)` for every pixel i and label k, pixels over the threads (pad lanes stay zero).
+    private mutating func setNegativeUnary(_ value: (Int, Int, Int) -> Float) {
+        let n = pixelCount, l = labels, stride = PermutohedralLattice.paddedWidth(l)
+        negUnary.withUnsafeMutableBufferPointer { out in
+            let dst = out.baseAddress!
+            parallelRanges(n, threads: threads, minimum: 4096) { range in
+                for i in range { for k in 0..<l { dst[i * stride + k] = value(i, k, n) } }
+            }
+        }
     }
 
     // MARK: Pairwise terms
@@ -112,10 +117,9 @@ public struct DenseCRF: Sendable {
     public mutating func addGaussian(sxy: Float, compat: Float) throws {
         try checkDeviation("Gaussian sxy", sxy)
         let n = pixelCount, w = width
-        var f = [Float](repeating: 0, count: 2 * n)
-        for i in 0..<n {
-            f[2 * i] = Float(i % w) / sxy
-            f[2 * i + 1] = Float(i / w) / sxy
+        let f = pixelFeatures(dimension: 2) { i, f in
+            f[0] = Float(i % w) / sxy
+            f[1] = Float(i / w) / sxy
         }
         try addPairwise(features: f, dimension: 2, compat: compat)
     }
@@ -129,13 +133,25 @@ public struct DenseCRF: Sendable {
         guard image.count == 3 * n else {
             throw DenseCRFError.shapeMismatch(what: "the RGB image", expected: "\(height) × \(width) × 3", actual: image.count)
         }
-        var f = [Float](repeating: 0, count: 5 * n)
-        for i in 0..<n {
-            f[5 * i] = Float(i % w) / sxy
-            f[5 * i + 1] = Float(i / w) / sxy
-            for c in 0..<3 { f[5 * i + 2 + c] = Float(image[3 * i + c]) / srgb }
+        let f = image.withUnsafeBufferPointer { rgb in
+            pixelFeatures(dimension: 5) { i, f in
+                f[0] = Float(i % w) / sxy
+                f[1] = Float(i / w) / sxy
+                for c in 0..<3 { f[2 + c] = Float(rgb[3 * i + c]) / srgb }
+            }
         }
         try addPairwise(features: f, dimension: 5, compat: compat)
+    }
+
+    /// N × d features, `fill(i, row)` writing pixel i's d values; pixels over the threads.
+    private func pixelFeatures(dimension d: Int, _ fill: (Int, UnsafeMutablePointer<Float>) -> Void) -> [Float] {
+        [Float](unsafeUninitializedCapacity: pixelCount * d) { buffer, count in
+            let base = buffer.baseAddress!
+            parallelRanges(pixelCount, threads: threads, minimum: 16384) { range in
+                for i in range { fill(i, base + i * d) }
+            }
+            count = pixelCount * d
+        }
     }
 
     /// A Potts term with Gaussian kernel exp(−½‖f_i − f_j‖²) on arbitrary features (N × d, pixel-major), symmetric
@@ -257,17 +273,31 @@ public struct DenseCRF: Sendable {
     }
 
     /// The argmax label of each pixel of a label-major Q (the first maximum, as numpy's argmax). Needs L ≤ 256.
-    public static func argmax(_ q: [Float], labels l: Int) -> [UInt8] {
+    /// Blocks of pixels run on `threads` threads, each sweeping the label planes over its block.
+    public static func argmax(_ q: [Float], labels l: Int, threads: Int = 1) -> [UInt8] {
         precondition(l >= 1 && l <= 256, "DenseCRF.argmax: label count \(l) does not fit in UInt8")
         precondition(q.count % l == 0, "DenseCRF.argmax: \(q.count) values are not L × N with L = \(l)")
         let n = q.count / l
         var best = [UInt8](repeating: 0, count: n)
-        var top = Array(q[0..<n])
-        for k in 1..<max(l, 1) {
-            let row = k * n
-            for i in 0..<n where q[row + i] > top[i] {
-                top[i] = q[row + i]
-                best[i] = UInt8(k)
+        q.withUnsafeBufferPointer { qb in
+            best.withUnsafeMutableBufferPointer { bb in
+                let q = qb.baseAddress!, b = bb.baseAddress!
+                parallelRanges(n, threads: threads, minimum: 16384) { range in
+                    let block = 1024
+                    withUnsafeTemporaryAllocation(of: Float.self, capacity: block) { top in
+                        for lo in stride(from: range.lowerBound, to: range.upperBound, by: block) {
+                            let hi = min(lo + block, range.upperBound)
+                            for i in lo..<hi { top[i - lo] = q[i] }
+                            for k in 1..<l {
+                                let plane = q + k * n
+                                for i in lo..<hi where plane[i] > top[i - lo] {
+                                    top[i - lo] = plane[i]
+                                    b[i] = UInt8(k)
+                                }
+                            }
+                        }
+                    }
+                }
             }
         }
         return best
@@ -325,7 +355,7 @@ extension DenseCRF {
         try checkArgmaxRange(labels)
         let q = try inference(image: image, width: width, height: height, labelMap: labelMap, labels: labels,
                               parameters: parameters, threads: threads)
-        return argmax(q, labels: labels)
+        return argmax(q, labels: labels, threads: threads)
     }
 
     /// The CRF's argmax labels for a probability map (L × N label-major).
@@ -334,7 +364,7 @@ extension DenseCRF {
         try checkArgmaxRange(labels)
         let q = try inference(image: image, width: width, height: height, probabilities: probabilities, labels: labels,
                               parameters: parameters, threads: threads)
-        return argmax(q, labels: labels)
+        return argmax(q, labels: labels, threads: threads)
     }
 
     private static func checkArgmaxRange(_ labels: Int) throws {
