@@ -68,7 +68,8 @@ let package = Package(
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "NN", "Formats", "CHalf", "TestSupport"]),
         .testTarget(
             name: "SegmentationTests",
-            dependencies: ["Segmentation", "SyntheticData", "Storage", "Formats", "NN", "Imaging", "TestSupport"], exclude: ["Fixtures"]),
+            dependencies: ["Segmentation", "SyntheticData", "Storage", "Formats", "NN", "Imaging", "CCRF", "TestSupport"],
+            exclude: ["Fixtures"]),
         .testTarget(name: "SyntheticDataTests", dependencies: ["SyntheticData", "Segmentation", "NN"]),
         .testTarget(
             name: "PCSformerTests",

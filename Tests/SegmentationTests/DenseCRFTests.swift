@@ -1,3 +1,4 @@
+import CCRF
 import Foundation
 import XCTest
 @testable import Segmentation
@@ -181,8 +182,9 @@ final class DenseCRFTests: XCTestCase {
 
     // MARK: Threads
 
-    /// Q for 1, 2 and 3 threads, bit for bit, on an image large enough that every phase splits (21 labels: 6 SIMD4
-    /// groups; 5 labels: 2 groups; 2 labels: 1 group with the per-pixel steps still split).
+    /// Q for 1, 2 and 3 threads, bit for bit, on an image large enough that the splat (vertex ranges), the fused
+    /// slice and softmax (pixel ranges) and the lattice build split (21 labels: rows of 24 floats; 5: rows of 8;
+    /// 2: rows of 4 and the scalar slice order).
     func testThreadCountsGiveIdenticalQ() throws {
         let w = 64, h = 48, n = w * h
         let image = syntheticImage(width: w, height: h, seed: 3)
@@ -196,6 +198,49 @@ final class DenseCRFTests: XCTestCase {
             }
             XCTAssertEqual(results[0], results[1], "\(labels) labels: 1 vs 2 threads")
             XCTAssertEqual(results[0], results[2], "\(labels) labels: 1 vs 3 threads")
+        }
+    }
+
+    /// The AVX2 and baseline copies of the C kernels (`ccrf_use_portable`), and the per-term path the CRF takes when a
+    /// lattice's value buffers pass `valueBufferLimit` (lanes filtered in rounds), give Q bit for bit equal to the
+    /// fused default, at 1 and 2 threads, for 21 labels (rows of 24), 5 (rows of 8, the generic update) and 2 (the
+    /// scalar slice order), with both unary kinds.
+    func testKernelCopiesAndRoundsGiveIdenticalQ() throws {
+        defer { ccrf_use_portable(0) }
+        print("AVX2 kernels on this CPU: \(ccrf_uses_avx2() != 0)")
+        let w = 40, h = 30, n = w * h
+        let image = syntheticImage(width: w, height: h, seed: 5)
+        for labels in [21, 5, 2] {
+            var rng = LCG(state: UInt64(100 + labels))
+            let labelMap = (0..<n).map { i in UInt8((i / 7 + (rng.next() < 0.2 ? 1 : 0)) % labels) }
+            var probabilities = (0..<(labels * n)).map { _ in Float(rng.next()) + 0.05 }
+            for i in 0..<n {
+                let total = (0..<labels).reduce(Float(0)) { $0 + probabilities[$1 * n + i] }
+                for k in 0..<labels { probabilities[k * n + i] /= total }
+            }
+            for unaryFromLabels in [true, false] {
+                func run(threads: Int, portable: Bool = false, limit: Int? = nil) throws -> [Float] {
+                    ccrf_use_portable(portable ? 1 : 0)
+                    let preset: CRFPreset = unaryFromLabels ? .psaLabel : .deeplab
+                    var crf = try DenseCRF.model(image: image, width: w, height: h, labels: labels,
+                                                 parameters: preset.parameters(), threads: threads)
+                    if let limit { crf.valueBufferLimit = limit }
+                    if unaryFromLabels {
+                        try crf.setUnary(labelMap: labelMap, gtProb: 0.7)
+                    } else {
+                        try crf.setUnary(probabilities: probabilities)
+                    }
+                    return crf.inference(iterations: 5)
+                }
+                let what = "\(labels) labels, \(unaryFromLabels ? "label" : "probability") unaries"
+                let reference = try run(threads: 1)
+                XCTAssertTrue(reference.allSatisfy(\.isFinite), what)
+                XCTAssertEqual(try run(threads: 1, portable: true), reference, "\(what): baseline vs AVX2 kernels")
+                XCTAssertEqual(try run(threads: 2, portable: true), reference, "\(what): baseline kernels, 2 threads")
+                // 64 bytes hold one round of 4 lanes for a handful of vertices: every term filters in rounds.
+                XCTAssertEqual(try run(threads: 1, limit: 64), reference, "\(what): lanes in rounds")
+                XCTAssertEqual(try run(threads: 2, limit: 64), reference, "\(what): lanes in rounds, 2 threads")
+            }
         }
     }
 
