@@ -59,7 +59,8 @@ public enum CRFUnary {
 
     /// The checks of `fromProbabilities`: the shape, the clip, no NaN (NaN fails both comparisons and would survive
     /// `min`/`max`; it is rejected rather than propagated through Q).
-    static func checkProbabilities(_ probabilities: [Float], labels: Int, pixels: Int, clip: Float) throws {
+    static func checkProbabilities(_ probabilities: [Float], labels: Int, pixels: Int, clip: Float,
+                                   threads: Int = 1) throws {
         guard probabilities.count == labels * pixels else {
             throw DenseCRFError.shapeMismatch(what: "the probability map", expected: "\(labels) × \(pixels)",
                                               actual: probabilities.count)
@@ -67,7 +68,20 @@ public enum CRFUnary {
         guard clip > 0 && clip <= 1 else {
             throw DenseCRFError.invalidParameter(name: "clip", value: "\(clip)", requirement: "in (0, 1]")
         }
-        if let bad = probabilities.firstIndex(where: { $0.isNaN }) {
+        // The first NaN: each range's first, the smallest of those.
+        let parts = max(1, min(threads, probabilities.count >> 16))
+        var firstNaN = [Int](repeating: Int.max, count: parts)
+        probabilities.withUnsafeBufferPointer { p in
+            firstNaN.withUnsafeMutableBufferPointer { found in
+                parallelRanges(parts, threads: parts) { chunk in
+                    for part in chunk {
+                        let range = (part * p.count / parts)..<((part + 1) * p.count / parts)
+                        if let bad = p[range].firstIndex(where: { $0.isNaN }) { found[part] = bad }
+                    }
+                }
+            }
+        }
+        if let bad = firstNaN.min(), bad != Int.max {
             throw DenseCRFError.invalidParameter(name: "probability at index \(bad)", value: "nan", requirement: "a number")
         }
     }

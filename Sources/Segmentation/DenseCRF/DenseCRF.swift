@@ -66,7 +66,7 @@ public struct DenseCRF: Sendable {
             throw DenseCRFError.invalidParameter(name: "threads", value: "\(threads)", requirement: "at least 1")
         }
         (self.width, self.height, self.labels, self.threads) = (width, height, labels, threads)
-        negUnary = [Float](repeating: 0, count: width * height * PermutohedralLattice.paddedWidth(labels))
+        negUnary = parallelArray(count: width * height * PermutohedralLattice.paddedWidth(labels), repeating: 0, threads: threads)
     }
 
     // MARK: Unary
@@ -95,17 +95,23 @@ public struct DenseCRF: Sendable {
             throw DenseCRFError.shapeMismatch(what: "the probability map", expected: "\(labels) × \(height) × \(width)",
                                               actual: probabilities.count)
         }
-        try CRFUnary.checkProbabilities(probabilities, labels: labels, pixels: pixelCount, clip: clip)
-        setNegativeUnary { i, k, n in -CRFUnary.energy(probability: probabilities[k * n + i], clip: clip) }
+        try CRFUnary.checkProbabilities(probabilities, labels: labels, pixels: pixelCount, clip: clip, threads: threads)
+        probabilities.withUnsafeBufferPointer { p in
+            setNegativeUnary { i, k, n in -CRFUnary.energy(probability: p[k * n + i], clip: clip) }
+        }
     }
 
     /// −U[i, k] = `value(i, k, N)` for every pixel i and label k, pixels over the threads (pad lanes stay zero).
+    /// Blocks of 64 pixels sweep the labels, so that a label-major source is read in runs.
     private mutating func setNegativeUnary(_ value: (Int, Int, Int) -> Float) {
         let n = pixelCount, l = labels, stride = PermutohedralLattice.paddedWidth(l)
         negUnary.withUnsafeMutableBufferPointer { out in
             let dst = out.baseAddress!
             parallelRanges(n, threads: threads, minimum: 4096) { range in
-                for i in range { for k in 0..<l { dst[i * stride + k] = value(i, k, n) } }
+                for lo in Swift.stride(from: range.lowerBound, to: range.upperBound, by: 64) {
+                    let hi = min(lo + 64, range.upperBound)
+                    for k in 0..<l { for i in lo..<hi { dst[i * stride + k] = value(i, k, n) } }
+                }
             }
         }
     }
@@ -170,10 +176,29 @@ public struct DenseCRF: Sendable {
             throw DenseCRFError.invalidParameter(name: "feature \(bad)", value: "\(features[bad])", requirement: "finite")
         }
         let lattice = PermutohedralLattice(features: features, dimension: d, threads: threads)
-        // D = K·1 through densecrf's one-channel (scalar) path; D^{−½} = 1/√(D + 1e-20) in double, stored as float.
-        let ones = [Float](repeating: 1, count: pixelCount)
-        let norm = lattice.filter(ones, channels: 1, threads: threads).map { Float(1.0 / (Double($0) + 1e-20).squareRoot()) }
-        terms.append(PairwiseTerm(lattice: lattice, normalization: norm, weight: compat))
+        terms.append(PairwiseTerm(lattice: lattice, normalization: normalization(lattice), weight: compat))
+    }
+
+    /// D^{−½} = 1/√(D + 1e-20), D = K·1, computed in double and stored as float as densecrf does, with D filtered
+    /// through densecrf's one-channel (scalar) path: rows of 4 lanes, lane 0 the channel (the others are never read).
+    private func normalization(_ lattice: PermutohedralLattice) -> [Float] {
+        let n = pixelCount
+        let ones: [Float] = parallelArray(count: 4 * n, repeating: 1, threads: threads)
+        var d: [Float] = parallelArray(count: 4 * n, repeating: nil, threads: threads)
+        ones.withUnsafeBufferPointer { input in
+            d.withUnsafeMutableBufferPointer { out in
+                lattice.filter(input: input.baseAddress!, width: 4, channels: 1,
+                               workspace: PermutohedralLattice.Workspace(lattice: lattice, width: 4), threads: threads,
+                               into: .store(out.baseAddress!))
+            }
+        }
+        var norm: [Float] = parallelArray(count: n, repeating: nil, threads: threads)
+        norm.withUnsafeMutableBufferPointer { out in
+            parallelRanges(n, threads: threads, minimum: 1 << 16) { r in
+                for i in r { out[i] = Float(1.0 / (Double(d[4 * i]) + 1e-20).squareRoot()) }
+            }
+        }
+        return norm
     }
 
     private func checkDeviation(_ name: String, _ v: Float) throws {
@@ -199,13 +224,14 @@ public struct DenseCRF: Sendable {
     func meanField(iterations: Int) -> [Float] {
         let n = pixelCount, l = labels, threads = self.threads
         let width = PermutohedralLattice.paddedWidth(l)
-        var result = [Float](repeating: 0, count: n * l)
-        var q = [Float](repeating: 0, count: n * width)
+        // The last pass writes every element of `result`; Q's pad lanes must be zero (the splats read them).
+        var result: [Float] = parallelArray(count: n * l, repeating: nil, threads: threads)
+        var q: [Float] = parallelArray(count: n * width, repeating: 0, threads: threads)
         let workspaces = terms.map {
             PermutohedralLattice.Workspace(lattice: $0.lattice, width: width, maxValueBufferBytes: valueBufferLimit)
         }
         let fused = workspaces.allSatisfy { $0.rounds.count == 1 }
-        var message = fused ? [] : [Float](repeating: 0, count: n * width)
+        var message: [Float] = fused ? [] : parallelArray(count: n * width, repeating: nil, threads: threads)
         withPointers(terms.map(\.normalization)) { norms in
             negUnary.withUnsafeBufferPointer { nu in
                 q.withUnsafeMutableBufferPointer { qb in

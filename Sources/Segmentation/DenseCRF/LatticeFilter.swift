@@ -66,8 +66,8 @@ extension PermutohedralLattice {
             let perRound = max(4, min(width, maxValueBufferBytes / (2 * rows * MemoryLayout<Float>.stride)) & ~3)
             rounds = stride(from: 0, to: width, by: perRound).map { $0..<min($0 + perRound, width) }
             count = 2 * rows * perRound
+            // Not cleared: the splat writes every vertex row before anything reads it (row 0 is cleared there).
             buffers = .allocate(capacity: count)
-            buffers.initialize(repeating: 0, count: count)
         }
 
         deinit { buffers.deallocate() }
@@ -188,6 +188,21 @@ func balancedRanges(_ start: [Int32], parts: Int, minimum: Int) -> [Range<Int>] 
         bounds.append(lo)
     }
     return (0..<count).map { bounds[$0]..<bounds[$0 + 1] }
+}
+
+/// An array of `count` elements, each set to `value` over `threads` threads (so that its pages are first touched,
+/// and faulted in, in parallel), or with `value` nil left as the allocator gives it, for an array the caller writes
+/// in full before reading it.
+func parallelArray<T: BitwiseCopyable>(count: Int, repeating value: T?, threads: Int) -> [T] {
+    [T](unsafeUninitializedCapacity: count) { buffer, initialized in
+        if let value {
+            let base = buffer.baseAddress!
+            parallelRanges(count, threads: threads, minimum: 1 << 16) { r in
+                (base + r.lowerBound).initialize(repeating: value, count: r.count)
+            }
+        }
+        initialized = count
+    }
 }
 
 /// Runs `body` over `count` items split into `threads` contiguous ranges (fewer when there are under `minimum`

@@ -61,13 +61,14 @@ public struct PermutohedralLattice: Sendable {
             preconditionFailure("PermutohedralLattice: out of memory for the vertex table of \(n) points")
         }
         defer { ccrf_table_destroy(table) }
-        var offsets = [Int32](repeating: 0, count: n * vpp)
-        var weights = [Float](repeating: 0, count: n * vpp)
+        // Written in full below (weights by ccrf_locate, offsets by ccrf_table_insert), so not cleared first.
+        var offsets: [Int32] = parallelArray(count: n * vpp, repeating: nil, threads: threads)
+        var weights: [Float] = parallelArray(count: n * vpp, repeating: nil, threads: threads)
         // Points are located in blocks (in parallel), then the block's keys are inserted in order; blocks bound the
         // scratch memory to blockSize × (d+1) keys.
         let blockSize = 1 << 15
-        var keys = [Int32](repeating: 0, count: blockSize * vpp * d)
-        var hashes = [UInt64](repeating: 0, count: blockSize * vpp)
+        var keys: [Int32] = parallelArray(count: blockSize * vpp * d, repeating: nil, threads: threads)
+        var hashes: [UInt64] = parallelArray(count: blockSize * vpp, repeating: nil, threads: threads)
         features.withUnsafeBufferPointer { feat in
             scale.withUnsafeBufferPointer { sc in
                 weights.withUnsafeMutableBufferPointer { wts in
@@ -109,7 +110,7 @@ public struct PermutohedralLattice: Sendable {
             }
         }
         let m = Int(ccrf_table_count(table))
-        var neighbours = [Int32](repeating: 0, count: 2 * vpp * m)
+        var neighbours: [Int32] = parallelArray(count: 2 * vpp * m, repeating: nil, threads: threads)
         neighbours.withUnsafeMutableBufferPointer { nb in
             parallelRanges(m, threads: threads, minimum: 4096) { r in
                 ccrf_table_neighbours(table, Int64(r.lowerBound), Int64(r.upperBound), nb.baseAddress!)
