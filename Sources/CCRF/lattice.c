@@ -96,13 +96,29 @@ uint64_t ccrf_key_hash(const int32_t *key, int32_t d) {
 
 // MARK: The vertex table
 
+/// A slot: the upper half of the key's hash (so that a probe rarely reads a key it does not want) and the vertex,
+/// −1 when empty.
+typedef struct {
+    uint32_t tag;
+    int32_t vertex;
+} slot;
+
 struct ccrf_table {
     int32_t d;
     int64_t count, keyCapacity, capacity;
     int32_t *keys;       // count × d, vertex order
-    uint64_t *hashes;    // per vertex, to grow without rehashing and to skip most key comparisons
-    int32_t *slots;      // vertex index or −1; capacity a power of two, kept at most half full
+    uint64_t *hashes;    // per vertex, to grow without rehashing
+    slot *slots;         // capacity a power of two, kept at most half full
 };
+
+static inline int64_t home(uint64_t hash, int64_t capacity) { return (int64_t)(hash >> 8) & (capacity - 1); }
+static inline uint32_t tag_of(uint64_t hash) { return (uint32_t)(hash >> 32); }
+
+static slot *empty_slots(int64_t capacity) {
+    slot *s = malloc(capacity * sizeof *s);
+    if (s) for (int64_t i = 0; i < capacity; i++) s[i] = (slot){0, -1};
+    return s;
+}
 
 ccrf_table *ccrf_table_create(int32_t d, int64_t expected) {
     ccrf_table *t = calloc(1, sizeof *t);
@@ -111,11 +127,10 @@ ccrf_table *ccrf_table_create(int32_t d, int64_t expected) {
     t->capacity = 16;
     while (t->capacity < 2 * expected) t->capacity <<= 1;
     t->keyCapacity = expected > 16 ? expected : 16;
-    t->slots = malloc(t->capacity * sizeof *t->slots);
+    t->slots = empty_slots(t->capacity);
     t->keys = malloc(t->keyCapacity * d * sizeof *t->keys);
     t->hashes = malloc(t->keyCapacity * sizeof *t->hashes);
     if (!t->slots || !t->keys || !t->hashes) { ccrf_table_destroy(t); return NULL; }
-    memset(t->slots, 0xff, t->capacity * sizeof *t->slots);
     return t;
 }
 
@@ -135,14 +150,13 @@ static inline int keys_equal(const int32_t *a, const int32_t *b, int32_t d) {
 }
 
 static int grow(ccrf_table *t) {
-    int64_t capacity = t->capacity * 2;
-    int32_t *slots = malloc(capacity * sizeof *slots);
+    const int64_t capacity = t->capacity * 2;
+    slot *slots = empty_slots(capacity);
     if (!slots) return 0;
-    memset(slots, 0xff, capacity * sizeof *slots);
     for (int64_t v = 0; v < t->count; v++) {
-        int64_t h = (int64_t)(t->hashes[v] >> 16) & (capacity - 1);
-        while (slots[h] >= 0) h = (h + 1) & (capacity - 1);
-        slots[h] = (int32_t)v;
+        int64_t h = home(t->hashes[v], capacity);
+        while (slots[h].vertex >= 0) h = (h + 1) & (capacity - 1);
+        slots[h] = (slot){tag_of(t->hashes[v]), (int32_t)v};
     }
     free(t->slots);
     t->slots = slots;
@@ -157,13 +171,15 @@ int32_t ccrf_table_insert(ccrf_table *t, const int32_t *keys, const uint64_t *ha
         const int32_t *key = keys + e * d;
         if (2 * (t->count + 1) > t->capacity && !grow(t)) return 0;
         const int64_t mask = t->capacity - 1;
-        int64_t h = (int64_t)(hashes[e] >> 16) & mask;
+        const uint32_t tag = tag_of(hashes[e]);
+        int64_t h = home(hashes[e], t->capacity);
         int32_t v;
         for (;;) {
-            v = t->slots[h];
+            const slot s = t->slots[h];
+            v = s.vertex;
             if (v < 0) {
                 if (t->count == t->keyCapacity) {
-                    int64_t capacity = t->keyCapacity * 2;
+                    const int64_t capacity = t->keyCapacity * 2;
                     int32_t *k = realloc(t->keys, capacity * d * sizeof *k);
                     if (!k) return 0;
                     t->keys = k;
@@ -173,12 +189,12 @@ int32_t ccrf_table_insert(ccrf_table *t, const int32_t *keys, const uint64_t *ha
                     t->keyCapacity = capacity;
                 }
                 v = (int32_t)t->count++;
-                t->slots[h] = v;
+                t->slots[h] = (slot){tag, v};
                 memcpy(t->keys + (int64_t)v * d, key, d * sizeof *key);
                 t->hashes[v] = hashes[e];
                 break;
             }
-            if (t->hashes[v] == hashes[e] && keys_equal(t->keys + (int64_t)v * d, key, d)) break;
+            if (s.tag == tag && keys_equal(t->keys + (int64_t)v * d, key, d)) break;
             h = (h + 1) & mask;
         }
         if (offsets) offsets[e] = v + 1;
@@ -188,11 +204,12 @@ int32_t ccrf_table_insert(ccrf_table *t, const int32_t *keys, const uint64_t *ha
 
 static int32_t find(const ccrf_table *t, const int32_t *key, uint64_t hash) {
     const int64_t mask = t->capacity - 1;
-    int64_t h = (int64_t)(hash >> 16) & mask;
+    const uint32_t tag = tag_of(hash);
+    int64_t h = home(hash, t->capacity);
     for (;;) {
-        const int32_t v = t->slots[h];
-        if (v < 0) return -1;
-        if (t->hashes[v] == hash && keys_equal(t->keys + (int64_t)v * t->d, key, t->d)) return v;
+        const slot s = t->slots[h];
+        if (s.vertex < 0) return -1;
+        if (s.tag == tag && keys_equal(t->keys + (int64_t)s.vertex * t->d, key, t->d)) return s.vertex;
         h = (h + 1) & mask;
     }
 }
@@ -201,11 +218,15 @@ void ccrf_table_neighbours(const ccrf_table *t, int64_t v0, int64_t v1, int32_t 
     enum { MAXD = 16 };
     const int32_t d = t->d;
     const int64_t m = t->count;
-    int32_t below[MAXD], above[MAXD];
+    // A vertex's 2(d+1) neighbour keys are hashed and their slots requested first, then looked up, so that the
+    // lookups' cache misses overlap instead of following one another.
+    int32_t keys[2 * (MAXD + 1)][MAXD];
+    uint64_t hashes[2 * (MAXD + 1)];
     for (int64_t v = v0; v < v1; v++) {
         const int32_t *key = t->keys + v * d;
         for (int32_t j = 0; j <= d; j++) {
             // x ∓ u_j: coordinate j moves by ±d, every other stored coordinate by ∓1.
+            int32_t *below = keys[2 * j], *above = keys[2 * j + 1];
             for (int32_t k = 0; k < d; k++) {
                 below[k] = key[k] - 1;
                 above[k] = key[k] + 1;
@@ -214,9 +235,19 @@ void ccrf_table_neighbours(const ccrf_table *t, int64_t v0, int64_t v1, int32_t 
                 below[j] = key[j] + d;
                 above[j] = key[j] - d;
             }
+            hashes[2 * j] = ccrf_key_hash(below, d);
+            hashes[2 * j + 1] = ccrf_key_hash(above, d);
+            __builtin_prefetch(t->slots + home(hashes[2 * j], t->capacity));
+            __builtin_prefetch(t->slots + home(hashes[2 * j + 1], t->capacity));
+        }
+        for (int32_t j = 0; j <= d; j++) {
             int32_t *out = neighbours + 2 * (j * m + v);
-            out[0] = find(t, below, ccrf_key_hash(below, d)) + 1;
-            out[1] = find(t, above, ccrf_key_hash(above, d)) + 1;
+            out[0] = find(t, keys[2 * j], hashes[2 * j]) + 1;
+            out[1] = find(t, keys[2 * j + 1], hashes[2 * j + 1]) + 1;
         }
     }
 }
+
+const int32_t *ccrf_table_keys(const ccrf_table *t) { return t->keys; }
+
+const uint64_t *ccrf_table_hashes(const ccrf_table *t) { return t->hashes; }

@@ -201,6 +201,36 @@ final class DenseCRFTests: XCTestCase {
         }
     }
 
+    /// The lattice numbers its vertices in first-insertion order whatever the thread count: with several threads the
+    /// points are numbered in per-thread tables and merged (`PermutohedralLattice.insert`), which must give the same
+    /// vertex of every point, the same neighbours and the same weights as one thread inserting every key in order.
+    func testLatticeNumberingDoesNotDependOnThreads() {
+        let w = 150, h = 100, n = w * h
+        let image = syntheticImage(width: w, height: h, seed: 9)
+        for (d, sxy, srgb) in [(2, Float(1), Float(1)), (5, Float(20), Float(5))] {
+            var f = [Float](repeating: 0, count: n * d)
+            for i in 0..<n {
+                f[i * d] = Float(i % w) / sxy
+                f[i * d + 1] = Float(i / w) / sxy
+                for k in 2..<d { f[i * d + k] = Float(image[3 * i + k - 2]) / srgb }
+            }
+            let one = PermutohedralLattice(features: f, dimension: d, threads: 1)
+            for threads in [2, 3] {
+                let many = PermutohedralLattice(features: f, dimension: d, threads: threads)
+                XCTAssertEqual(many.vertexCount, one.vertexCount, "d = \(d), \(threads) threads: vertex count")
+                XCTAssertEqual(many.offsets, one.offsets, "d = \(d), \(threads) threads: vertex numbers")
+                XCTAssertEqual(many.neighbours, one.neighbours, "d = \(d), \(threads) threads: neighbours")
+                XCTAssertEqual(many.weights, one.weights, "d = \(d), \(threads) threads: weights")
+            }
+            // Vertex numbers are first-insertion order: scanning the offsets, each new vertex is the next number.
+            var next: Int32 = 1
+            for o in one.offsets where o >= next {
+                XCTAssertEqual(o, next, "d = \(d): vertex \(o) appears before vertex \(next)")
+                next = o + 1
+            }
+        }
+    }
+
     /// The AVX2 and baseline copies of the C kernels (`ccrf_use_portable`), and the per-term path the CRF takes when a
     /// lattice's value buffers pass `valueBufferLimit` (lanes filtered in rounds), give Q bit for bit equal to the
     /// fused default, at 1 and 2 threads, for 21 labels (rows of 24), 5 (rows of 8, the generic update) and 2 (the

@@ -80,6 +80,9 @@ int64_t ccrf_table_count(const ccrf_table *table);
 /// to offsets[e] (when `offsets` is not NULL). Returns 0 when out of memory.
 int32_t ccrf_table_insert(ccrf_table *table, const int32_t *keys, const uint64_t *hashes, int64_t count,
                           int32_t *offsets);
+/// The keys in vertex order (count × d Int32) and their hashes; valid until the next insertion.
+const int32_t *ccrf_table_keys(const ccrf_table *table);
+const uint64_t *ccrf_table_hashes(const ccrf_table *table);
 /// For vertices [v0, v1) and each axis j = 0…d, the vertices x − u_j and x + u_j (+1-shifted, 0 = absent) at
 /// neighbours[2(j·M + v)] and neighbours[2(j·M + v) + 1], M the table's count. Lookups only: ranges may run at once.
 void ccrf_table_neighbours(const ccrf_table *table, int64_t v0, int64_t v1, int32_t *neighbours);

@@ -48,8 +48,8 @@ public struct PermutohedralLattice: Sendable {
     let entriesBefore: [Int32]
 
     /// Builds the lattice for `features` (N × d, point-major: point i's features are `features[i*d ..< (i+1)*d]`).
-    /// The hash insertion is sequential (vertex numbers are first-insertion order); locating the points and finding
-    /// the neighbours run on `threads` threads (the loops are `ccrf_locate`, `ccrf_table_*`). Needs 1 ≤ d ≤ 16.
+    /// Vertex numbers are first-insertion order (densecrf's); locating the points, numbering them (see `insert`) and
+    /// finding the neighbours run on `threads` threads (the loops are `ccrf_locate`, `ccrf_table_*`). Needs 1 ≤ d ≤ 16.
     public init(features: [Float], dimension d: Int, threads: Int = 1) {
         precondition(d >= 1 && d <= 16, "PermutohedralLattice: feature dimension must be in 1...16, got \(d)")
         precondition(features.count % d == 0,
@@ -65,8 +65,9 @@ public struct PermutohedralLattice: Sendable {
         var offsets: [Int32] = parallelArray(count: n * vpp, repeating: nil, threads: threads)
         var weights: [Float] = parallelArray(count: n * vpp, repeating: nil, threads: threads)
         // Points are located in blocks (in parallel), then the block's keys are inserted in order; blocks bound the
-        // scratch memory to blockSize × (d+1) keys.
-        let blockSize = 1 << 15
+        // scratch memory to blockSize × (d+1) keys. Several threads take bigger blocks: each block's distinct keys
+        // go through the sequential merge of `insert`.
+        let blockSize = max(1, min(n, threads > 1 ? min(1 << 18, (1 << 16) * threads) : 1 << 15))
         var keys: [Int32] = parallelArray(count: blockSize * vpp * d, repeating: nil, threads: threads)
         var hashes: [UInt64] = parallelArray(count: blockSize * vpp, repeating: nil, threads: threads)
         features.withUnsafeBufferPointer { feat in
@@ -83,9 +84,9 @@ public struct PermutohedralLattice: Sendable {
                                                     Int64(s + r.upperBound), k.baseAddress! + r.lowerBound * vpp * d,
                                                     wts.baseAddress!, h.baseAddress! + r.lowerBound * vpp)
                                     }
-                                    let inserted = ccrf_table_insert(table, k.baseAddress!, h.baseAddress!, Int64(count * vpp),
-                                                                     offs.baseAddress! + start * vpp)
-                                    precondition(inserted != 0, "PermutohedralLattice: out of memory for the vertex table")
+                                    PermutohedralLattice.insert(count: count, keys: k.baseAddress!, hashes: h.baseAddress!,
+                                                                dimension: d, into: table,
+                                                                offsets: offs.baseAddress! + start * vpp, threads: threads)
                                     start += count
                                 }
                                 // densecrf's SSE init processes points in groups of four and fills the last group with
@@ -123,6 +124,55 @@ public struct PermutohedralLattice: Sendable {
         entriesBefore = PermutohedralLattice.countEntries(offsets: offsets, vertexCount: m)
         self.offsets = offsets
         self.weights = weights
+    }
+
+    /// Inserts the d+1 keys of `count` points into `table` in point order, writing their vertex + 1 to `offsets`.
+    ///
+    /// With several threads the points split into one range per thread, each numbered in a table of its own; the
+    /// ranges' tables are then merged into `table` in range order, each in its own first-insertion order, and the
+    /// offsets renumbered. A key's first occurrence overall lies in the first range holding it, at that range's
+    /// first occurrence, so the numbers are those of inserting every key in order (densecrf's), while only the
+    /// ranges' distinct keys go through the sequential merge.
+    private static func insert(count: Int, keys: UnsafePointer<Int32>, hashes: UnsafePointer<UInt64>, dimension d: Int,
+                               into table: OpaquePointer, offsets: UnsafeMutablePointer<Int32>, threads: Int) {
+        let vpp = d + 1
+        let parts = max(1, min(threads, count / 4096))
+        if parts == 1 {
+            precondition(ccrf_table_insert(table, keys, hashes, Int64(count * vpp), offsets) != 0,
+                         "PermutohedralLattice: out of memory for the vertex table")
+            return
+        }
+        let ranges = (0..<parts).map { ($0 * count / parts)..<(($0 + 1) * count / parts) }
+        let locals = ranges.map { r -> OpaquePointer in
+            guard let local = ccrf_table_create(Int32(d), Int64(r.count)) else {
+                preconditionFailure("PermutohedralLattice: out of memory for the vertex table")
+            }
+            return local
+        }
+        defer { locals.forEach { ccrf_table_destroy($0) } }
+        DispatchQueue.concurrentPerform(iterations: parts) { p in
+            let r = ranges[p]
+            precondition(ccrf_table_insert(locals[p], keys + r.lowerBound * vpp * d, hashes + r.lowerBound * vpp,
+                                           Int64(r.count * vpp), offsets + r.lowerBound * vpp) != 0,
+                         "PermutohedralLattice: out of memory for the vertex table")
+        }
+        // global[p][local vertex] = global vertex + 1.
+        let global = locals.map { local in
+            let distinct = Int(ccrf_table_count(local))
+            return [Int32](unsafeUninitializedCapacity: distinct) { buffer, initialized in
+                precondition(ccrf_table_insert(table, ccrf_table_keys(local), ccrf_table_hashes(local), Int64(distinct),
+                                               buffer.baseAddress!) != 0,
+                             "PermutohedralLattice: out of memory for the vertex table")
+                initialized = distinct
+            }
+        }
+        DispatchQueue.concurrentPerform(iterations: parts) { p in
+            global[p].withUnsafeBufferPointer { map in
+                for e in (ranges[p].lowerBound * vpp)..<(ranges[p].upperBound * vpp) {
+                    offsets[e] = map[Int(offsets[e]) - 1]
+                }
+            }
+        }
     }
 
     /// The elevation's scale factors s_k = √(2/3)(d+1) / √((k+1)(k+2)), k = 0…d−1, computed in double and rounded
