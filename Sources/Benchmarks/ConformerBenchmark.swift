@@ -12,6 +12,9 @@ public struct ConformerBenchmark {
         public var imagesPerSecond: Double
         /// Convolution and matrix-product GFLOP/s (a lower bound of the work done).
         public var gflops: Double
+        /// Those FLOPs per image (forward and backward for a training step); in PyTorch's results, what
+        /// `torch.utils.flop_counter` counts for the same work, so that the two counts can be compared.
+        public var flopsPerImage: Double?
     }
 
     public var variant: ModelVariant
@@ -63,7 +66,8 @@ public struct ConformerBenchmark {
             optimizer.step()
         }
         return [Result(what: "PC training step 512+224, batch \(batch)", seconds: train.seconds,
-                       imagesPerSecond: Double(batch) / train.seconds, gflops: train.flops / train.seconds / 1e9)]
+                       imagesPerSecond: Double(batch) / train.seconds, gflops: train.flops / train.seconds / 1e9,
+                       flopsPerImage: train.flops / Double(batch))]
             + inference(model)
     }
 
@@ -76,7 +80,7 @@ public struct ConformerBenchmark {
             let input = Self.random([1, 3, h, w], seed: 4)
             let infer = time(max(steps, 2)) { _ = Autograd.noGrad { model(input, cam: .transcam) } }
             return Result(what: "inference \(w)x\(h) + transcam", seconds: infer.seconds, imagesPerSecond: 1 / infer.seconds,
-                          gflops: infer.flops / infer.seconds / 1e9)
+                          gflops: infer.flops / infer.seconds / 1e9, flopsPerImage: infer.flops)
         }
     }
 }

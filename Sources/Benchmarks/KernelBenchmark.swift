@@ -17,6 +17,10 @@ public struct KernelBenchmark {
         public var reorders: Int
         /// Share of the forward + backward time spent inside oneDNN primitives (1 = no framework overhead).
         public var primitiveShare: Double
+        /// The FLOPs behind the GFLOP/s (nil for memory-bound layers); in PyTorch's results, what
+        /// `torch.utils.flop_counter` counts for the same layer, so that the two counts can be compared.
+        public var forwardFlops: Double?
+        public var backwardFlops: Double?
     }
 
     /// A layer to time: builds its inputs once, then runs forward (recording) and backward.
@@ -154,7 +158,8 @@ public struct KernelBenchmark {
                                 forwardRate: work / bestForward / 1e9,
                                 backwardRate: (computeBound ? c.backwardFactor * work : 1.5 * work) / bestBackward / 1e9,
                                 unit: computeBound ? "GFLOP/s" : "GB/s", reorders: reorders,
-                                primitiveShare: primitiveShare)
+                                primitiveShare: primitiveShare, forwardFlops: computeBound ? work : nil,
+                                backwardFlops: computeBound ? c.backwardFactor * work : nil)
             results.append(result)
             progress(result)
         }

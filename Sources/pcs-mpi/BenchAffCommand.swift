@@ -85,13 +85,14 @@ struct BenchAffCommand: ParsableCommand {
         defer { if dir == nil { try? FileManager.default.removeItem(at: scratch) } }
         let bench = AffinityTrainBenchmark(network: model, batch: batch, steps: steps, crop: crop)
         let setup = try bench.prepare(in: scratch, world: world)
-        let peak = SgemmPeak.measure()
+        let peaks = MachinePeaks.measure()
         var rows: [AffinityTrainBenchmark.Row] = []
         for (ranks, threads) in layouts.parsed { rows.append(try bench.measure(setup, ranks: ranks, threads: threads, in: scratch)) }
         let flops = bench.flopsPerImage()
         print("bench aff: train-aff, model \(model), global batch \(batch), crop \(crop), \(steps - 1) timed steps")
-        print(String(format: "%.1f GFLOP per image (convolutions and products, counted in this process); sgemm peak %.0f GFLOP/s", flops / 1e9, peak))
-        printTrainLayoutTable(rows, layouts: layouts.parsed, flopsPerImage: flops, peak: peak, torch: torch)
+        print(String(format: "%.1f GFLOP per image (convolutions and products, counted in this process)", flops / 1e9))
+        print(peaks.description + "; % FMA is against the FMA peak on the layout's ranks × threads")
+        printTrainLayoutTable(rows, layouts: layouts.parsed, flopsPerImage: flops, peak: peaks.sgemm, torch: torch)
     }
 
     func benchWalk(torch: [TorchRow]) throws {

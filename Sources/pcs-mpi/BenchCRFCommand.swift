@@ -61,6 +61,7 @@ struct BenchCRFCommand: ParsableCommand {
         let data = try inputs.map { try CRFBenchmark.load(URL(fileURLWithPath: $0)) } ?? CRFBenchmark.generated()
         let bench = CRFBenchmark(images: images)
         print("bench crf: \(data.width)x\(data.height) RGB, \(data.labels) labels, 10 iterations, \(inputs ?? "generated scene"); memcpy \(String(format: "%.1f", KernelBenchmark.memcpyRate())) GB/s")
+        print(MachinePeaks.measure().description + " (the CRF is memory-bound: memcpy is its yardstick)")
         print("preset        threads   images/s   ms/image   speed-up   " + CRFBenchmark.phases.map { $0.padding(toLength: 10, withPad: " ", startingAt: 0) }.joined(separator: " ")
               + (pydensecrf != nil ? "   vs pydensecrf (same cores)" : ""))
         for preset in CRFPreset.allCases {

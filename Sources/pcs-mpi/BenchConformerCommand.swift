@@ -37,20 +37,28 @@ struct BenchConformerCommand: ParsableCommand {
 
     func run() throws {
         _ = global.startWorld()
-        var torchRates: [String: Double] = [:]
+        var torchRows: [String: ConformerBenchmark.Result] = [:]
         if let torch {
             guard let data = FileManager.default.contents(atPath: torch),
                   let rows = try? JSONDecoder().decode([ConformerBenchmark.Result].self, from: data) else {
                 throw ValidationError("--torch \(torch): not a results file from scripts/bench/bench_conformer_torch.py")
             }
-            for row in rows { torchRates[row.what] = row.imagesPerSecond }
+            for row in rows { torchRows[row.what] = row }
         }
-        let peak = SgemmPeak.measure(n: 2048, repeats: 3)
-        print("bench conformer: \(model.rawValue), \(ComputeThreads.current) thread(s), sgemm peak \(String(format: "%.1f", peak)) GFLOP/s")
+        let peaks = MachinePeaks.measure(sgemmSide: 2048)
+        print("bench conformer: \(model.rawValue), \(ComputeThreads.current) thread(s)")
+        print(peaks.description)
         for r in ConformerBenchmark(variant: model, batch: batch, steps: steps, inferenceOnly: inferenceOnly).run() {
             var line = r.what.padding(toLength: 38, withPad: " ", startingAt: 0)
-            line += String(format: " %7.2f s %7.2f images/s %7.1f GFLOP/s (%3.0f%% of sgemm)", r.seconds, r.imagesPerSecond, r.gflops, 100 * r.gflops / peak)
-            if let t = torchRates[r.what] { line += String(format: "  %.2fx PyTorch", r.imagesPerSecond / t) }
+            line += String(format: " %7.2f s %7.2f images/s %7.1f GFLOP/s (", r.seconds, r.imagesPerSecond, r.gflops)
+                + peaks.share(r.gflops) + ")"
+            if let t = torchRows[r.what] {
+                line += String(format: "  %.2fx PyTorch", r.imagesPerSecond / t.imagesPerSecond)
+                // The fractions above are only as good as the FLOP count: ours against torch.utils.flop_counter's.
+                if let ours = r.flopsPerImage, let theirs = t.flopsPerImage, theirs > 0 {
+                    line += String(format: "; FLOPs %.1f G, %.3f× PyTorch's count", ours / 1e9, ours / theirs)
+                }
+            }
             print(line)
         }
         print(String(format: "peak resident memory %.2f GiB (tensors at most %.2f GiB live)", PeakMemory.residentMiB().own / 1024,

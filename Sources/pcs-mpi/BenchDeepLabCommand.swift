@@ -99,9 +99,9 @@ struct BenchDeepLabCommand: ParsableCommand {
         defer { if dir == nil { try? FileManager.default.removeItem(at: scratch) } }
         let train = DeepLabTrainBenchmark(network: model, batch: batch, steps: steps, crop: crop, learningRate: lr)
         let shards = try train.prepare(in: scratch, world: world)
-        let peak = SgemmPeak.measure()
-        print(String(format: "bench deeplab: model %@, sgemm peak %.0f GFLOP/s at %d threads (OpenBLAS %@ kernels)", model, peak,
-                     ComputeThreads.current, SgemmPeak.coreName))
+        let peaks = MachinePeaks.measure()
+        print("bench deeplab: model \(model); " + peaks.description)
+        let peak = peaks.sgemm
         // Inference first: this process's peak memory is then the prediction's (training runs in children).
         if !trainOnly { try benchInference(shards: shards, torch: torchInfer) }
         if !inferOnly { try benchTraining(train, shards: shards, in: scratch, peak: peak, torch: torchTrain) }
@@ -116,14 +116,15 @@ struct BenchDeepLabCommand: ParsableCommand {
         print("bench deeplab: inference \(width)x\(height) (whole image, MSC max, bilinear, softmax, argmax; no CRF), \(inferRepeats) timed per thread count")
         print(String(format: "%.1f GFLOP per image (convolutions and products); peak resident memory of this process %.0f MiB",
                      (rows.first?.flopsPerImage ?? 0) / 1e9, memory))
-        print("threads   images/s   s/image   GFLOP/s   % sgemm (same threads)" + (torch.isEmpty ? "" : "   vs PyTorch (same threads)"))
+        print("threads   images/s   s/image   GFLOP/s   % FMA   % sgemm (same threads)" + (torch.isEmpty ? "" : "   vs PyTorch (same threads)"))
         let saved = ComputeThreads.current
         defer { ComputeThreads.configure(saved) }
         for row in rows {
             ComputeThreads.configure(row.threads)
             let gflops = row.imagesPerSecond * row.flopsPerImage / 1e9, peak = SgemmPeak.measure()
-            var line = String(format: "%7d %10.3f %9.2f %9.0f %8.0f%% of %.0f", row.threads, row.imagesPerSecond, 1 / row.imagesPerSecond,
-                              gflops, 100 * gflops / peak, peak)
+            var line = String(format: "%7d %10.3f %9.2f %9.0f %6.0f%% %8.0f%% of %.0f", row.threads, row.imagesPerSecond,
+                              1 / row.imagesPerSecond, gflops, 100 * gflops / FMAPeak.atThreads(row.threads),
+                              100 * gflops / peak, peak)
             if let t = torch.first(where: { $0.what == "infer \(width)x\(height)" && $0.threads == row.threads }) {
                 line += "   " + t.comparison(imagesPerSecond: row.imagesPerSecond, peakMiB: memory)
             }

@@ -36,10 +36,11 @@ struct BenchIOCommand: ParsableCommand {
             ?? FileManager.default.temporaryDirectory.appendingPathComponent("pcs-mpi-bench-io-\(getpid())")
         defer { if dir == nil { try? FileManager.default.removeItem(at: scratch) } }
         let executable = MPILauncher.currentExecutable
-        let peak = SgemmPeak.measure()
+        let peaks = MachinePeaks.measure()
         let bench = IOBenchmark(images: images, width: parts[0], height: parts[1], directory: scratch, executable: executable)
         let rows = try bench.run(world: world)
-        print("bench io: \(images) images of \(size), \(ComputeThreads.current) thread(s); sgemm peak \(String(format: "%.1f", peak)) GFLOP/s (I/O does no GEMM)")
+        print("bench io: \(images) images of \(size), \(ComputeThreads.current) thread(s) (I/O does no arithmetic to speak of)")
+        print(peaks.description)
         for row in rows {
             let what = row.what.padding(toLength: 36, withPad: " ", startingAt: 0)
             let unit = row.unit.padding(toLength: 9, withPad: " ", startingAt: 0)

@@ -55,15 +55,17 @@ struct BenchInferCommand: ParsableCommand {
         let bench = InferBenchmark(model: model, images: images, classesPerImage: classesPerImage,
                                    width: dimensions!.width, height: dimensions!.height)
         let setup = try bench.prepare(in: scratch, world: world)
-        let peak = SgemmPeak.measure()
-        print(String(format: "bench infer: %@, %d images of %@, %d classes each, 8 passes (%.1f GFLOP per image in convolutions and products); sgemm peak %.0f GFLOP/s",
-                     model.rawValue, images, size, classesPerImage, setup.flopsPerImage / 1e9, peak))
-        print("layout          images/s   s/image   GFLOP/s   % sgemm   peak MiB/rank")
+        let peaks = MachinePeaks.measure()
+        print(String(format: "bench infer: %@, %d images of %@, %d classes each, 8 passes (%.1f GFLOP per image in convolutions and products)",
+                     model.rawValue, images, size, classesPerImage, setup.flopsPerImage / 1e9))
+        print(peaks.description + "; % FMA is against the FMA peak on the layout's ranks × threads")
+        print("layout          images/s   s/image   GFLOP/s   % FMA   % sgemm   peak MiB/rank")
         for (ranks, threads) in layouts.parsed {
             let row = try bench.measure(setup, ranks: ranks, threads: threads, in: scratch)
             let gflops = row.imagesPerSecond * setup.flopsPerImage / 1e9
-            print(String(format: "%2d rank × %d thr %9.3f %9.2f %9.0f %8.0f%% %12.0f", ranks, threads, row.imagesPerSecond,
-                         1 / row.imagesPerSecond, gflops, 100 * gflops / peak, row.peakMiBPerRank))
+            print(String(format: "%2d rank × %d thr %9.3f %9.2f %9.0f %6.0f%% %8.0f%% %12.0f", ranks, threads, row.imagesPerSecond,
+                         1 / row.imagesPerSecond, gflops, 100 * gflops / FMAPeak.atThreads(ranks * threads),
+                         100 * gflops / peaks.sgemm, row.peakMiBPerRank))
         }
     }
 }

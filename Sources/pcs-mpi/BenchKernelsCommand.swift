@@ -38,28 +38,37 @@ struct BenchKernelsCommand: ParsableCommand {
 
     func run() throws {
         _ = global.startWorld()
-        var torchRates: [String: (Double, Double)] = [:]
+        var torchRows: [String: KernelBenchmark.Result] = [:]
         if let torch {
             guard let data = FileManager.default.contents(atPath: torch),
                   let rows = try? JSONDecoder().decode([KernelBenchmark.Result].self, from: data) else {
                 throw ValidationError("--torch \(torch): not a results file from scripts/bench/bench_kernels_torch.py")
             }
-            for row in rows { torchRates[row.layer] = (row.forwardMs, row.backwardMs) }
+            for row in rows { torchRows[row.layer] = row }
         }
-        let peak = SgemmPeak.measure(n: 2048, repeats: 3)
+        let peaks = MachinePeaks.measure(sgemmSide: 2048)
         let copy = KernelBenchmark.memcpyRate()
         print("bench kernels: \(ComputeThreads.current) thread(s), oneDNN \(ComputeThreads.oneDNNVersion), batch \(batch)")
-        print(String(format: "sgemm peak %.1f GFLOP/s, memcpy %.1f GB/s", peak, copy))
-        print("layer                              fwd ms   bwd ms   fwd rate  %peak   bwd rate  %peak reorders in-oneDNN" + (torch != nil ? "  vs torch fwd/bwd" : ""))
+        print(peaks.description + String(format: "; memcpy %.1f GB/s", copy))
+        print("layer                              fwd ms   bwd ms   fwd rate  %FMA %sgemm   bwd rate  %FMA %sgemm reorders in-oneDNN"
+              + (torch != nil ? "  vs torch fwd/bwd  FLOP count / torch's fwd/bwd" : ""))
         StoragePool.resetPeak()
         let results = KernelBenchmark(repeats: repeats, batch: batch).run { r in
-            let yardstick = r.unit == "GFLOP/s" ? peak : copy
+            // Memory-bound layers (GB/s) are put against memcpy, in the %sgemm column.
+            let (fma, sgemm) = r.unit == "GFLOP/s" ? (peaks.fma, peaks.sgemm) : (.nan, copy)
             var line = r.layer.padding(toLength: 33, withPad: " ", startingAt: 0)
-            line += String(format: " %8.2f %8.2f %8.1f %5.0f%% %9.1f %5.0f%% %8d %8.0f%%", r.forwardMs, r.backwardMs, r.forwardRate,
-                           100 * r.forwardRate / yardstick, r.backwardRate, 100 * r.backwardRate / yardstick, r.reorders,
-                           100 * r.primitiveShare)
+            func percent(_ rate: Double, _ of: Double) -> String { of.isNaN ? "    -" : String(format: "%4.0f%%", 100 * rate / of) }
+            line += String(format: " %8.2f %8.2f %8.1f ", r.forwardMs, r.backwardMs, r.forwardRate) + percent(r.forwardRate, fma)
+                + String(format: " %5.0f%% %9.1f ", 100 * r.forwardRate / sgemm, r.backwardRate) + percent(r.backwardRate, fma)
+                + String(format: " %5.0f%% %8d %8.0f%%", 100 * r.backwardRate / sgemm, r.reorders, 100 * r.primitiveShare)
             line += " " + (r.unit == "GFLOP/s" ? "" : "(GB/s)")
-            if let (f, b) = torchRates[r.layer] { line += String(format: "  %.2fx / %.2fx", f / r.forwardMs, b / r.backwardMs) }
+            if let t = torchRows[r.layer] {
+                line += String(format: "  %.2fx / %.2fx", t.forwardMs / r.forwardMs, t.backwardMs / r.backwardMs)
+                // The GFLOP/s are only as good as the FLOP count: ours against torch.utils.flop_counter's.
+                if let f = r.forwardFlops, let b = r.backwardFlops, let tf = t.forwardFlops, let tb = t.backwardFlops, tf > 0, tb > 0 {
+                    line += String(format: "  %.3f / %.3f", f / tf, b / tb)
+                }
+            }
             print(line)
         }
         print(String(format: "peak tensor memory %.0f MiB, peak resident %.0f MiB", Double(StoragePool.peakLiveBytes) / 1048576, PeakMemory.residentMiB().own))

@@ -38,12 +38,14 @@ struct TorchRow: Codable {
 /// same run, the peak memory per rank, and PyTorch's row of the same layout when given.
 func printTrainLayoutTable(_ rows: [LayoutTrainRow], layouts: [(ranks: Int, threads: Int)], flopsPerImage: Double, peak: Double,
                            torch: [TorchRow]) {
-    print("layout          images/s   step s   exposed comm   GFLOP/s   % sgemm   peak/rank MiB" + (torch.isEmpty ? "" : "   vs PyTorch (same layout)"))
+    print("layout          images/s   step s   exposed comm   GFLOP/s   % FMA   % sgemm   peak/rank MiB"
+          + (torch.isEmpty ? "" : "   vs PyTorch (same layout)"))
     for (ranks, threads) in layouts {
         guard let row = rows.first(where: { $0.ranks == ranks && $0.threads == threads }) else { continue }
         let gflops = row.metrics.imagesPerSecond * flopsPerImage / 1e9
-        var line = String(format: "%2d rank × %d thr %9.3f %8.1f %13.1f%% %9.0f %8.0f%% %15.0f", ranks, threads, row.metrics.imagesPerSecond,
-                          row.metrics.stepSeconds, 100 * row.metrics.communicationShare, gflops, 100 * gflops / peak, row.peakMiBPerRank)
+        var line = String(format: "%2d rank × %d thr %9.3f %8.1f %13.1f%% %9.0f %6.0f%% %8.0f%% %15.0f", ranks, threads,
+                          row.metrics.imagesPerSecond, row.metrics.stepSeconds, 100 * row.metrics.communicationShare, gflops,
+                          100 * gflops / FMAPeak.atThreads(ranks * threads), 100 * gflops / peak, row.peakMiBPerRank)
         if let t = torch.first(where: { $0.what.hasPrefix("train") && $0.ranks == ranks && $0.threads == threads }) {
             line += "   " + t.comparison(imagesPerSecond: row.metrics.imagesPerSecond, peakMiB: row.peakMiBPerRank)
         }

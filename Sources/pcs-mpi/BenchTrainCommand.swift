@@ -89,9 +89,10 @@ struct BenchTrainCommand: ParsableCommand {
                                    crop: crop, pair: pair)
         let setup = try bench.prepare(in: scratch, world: world)
         let flops = bench.flopsPerImage()
-        let peak = SgemmPeak.measure()
+        let peaks = MachinePeaks.measure()
         print("bench train: stage \(stage), model \(bench.network), global batch \(batch), crop \(crop)\(stage == "pc" ? "/\(pair)" : ""), \(steps - 1) timed steps")
-        print(String(format: "%.1f GFLOP per image (convolutions and products, counted in this process); sgemm peak %.0f GFLOP/s", flops / 1e9, peak))
+        print(String(format: "%.1f GFLOP per image (convolutions and products, counted in this process)", flops / 1e9))
+        print(peaks.description + "; % FMA is against the FMA peak on the layout's ranks × threads")
         let extra = ["--grad-compression", gradCompression, "--accumulate", "\(accumulate)", "--bucket-mb", "\(bucketMb)"]
         let bed = hosts > 0 ? try TestHostBed(count: hosts) : nil
         if bed != nil {
@@ -99,11 +100,12 @@ struct BenchTrainCommand: ParsableCommand {
             print(String(format: "each rank all-reduces %.1f MB of gradients per update (%@), sending about 2(R−1)/R of it in a ring",
                          bytes / 1e6, gradCompression == "fp16" ? "half precision" : "float32"))
         }
-        print("layout                                    images/s   step s   exposed comm   efficiency   GFLOP/s   % sgemm")
+        print("layout                                    images/s   step s   exposed comm   efficiency   GFLOP/s   % FMA   % sgemm")
         func report(_ what: String, _ row: TrainBenchmark.Row, against baseline: Double) {
             let gflops = row.imagesPerSecond * flops / 1e9
-            print(what.padding(toLength: 40, withPad: " ", startingAt: 0) + String(format: " %8.3f %8.2f %11.1f%% %11.0f%% %9.0f %8.0f%%",
-                  row.imagesPerSecond, row.stepSeconds, 100 * row.communicationShare, 100 * row.imagesPerSecond / baseline, gflops, 100 * gflops / peak))
+            print(what.padding(toLength: 40, withPad: " ", startingAt: 0) + String(format: " %8.3f %8.2f %11.1f%% %11.0f%% %9.0f %6.0f%% %8.0f%%",
+                  row.imagesPerSecond, row.stepSeconds, 100 * row.communicationShare, 100 * row.imagesPerSecond / baseline, gflops,
+                  100 * gflops / FMAPeak.atThreads(row.ranks * row.threads), 100 * gflops / peaks.sgemm))
         }
         var firstLayout: Double?
         for (ranks, threads) in layouts.parsed {

@@ -13,6 +13,7 @@ import sys
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "reference"))
@@ -27,6 +28,14 @@ def best(repeats, body):
         body()
         times.append(time.perf_counter() - t0)
     return min(times)
+
+
+def counted(body):
+    """FLOPs of one untimed call as torch.utils.flop_counter counts them (convolutions and matrix products, forward
+    and backward, 2 per multiply-add): the reference for the FLOP counts behind `pcs-mpi bench`'s GFLOP/s."""
+    with FlopCounterMode(display=False) as counter:
+        body()
+    return float(counter.get_total_flops())
 
 
 def main():
@@ -66,6 +75,7 @@ def main():
         opt.step()
 
     train = best(a.steps, sp_step if a.stage == "sp" else step)
+    train_flops = counted(sp_step if a.stage == "sp" else step) / a.batch
     model.eval()
     x = torch.rand(1, 3, 368, 496) * 2 - 1
 
@@ -74,6 +84,7 @@ def main():
             model(x, method="transcam")[:3]
 
     inference = best(max(a.steps, 2), infer)
+    infer_flops = counted(infer)
     square = torch.rand(1, 3, 512, 512) * 2 - 1
 
     def features():
@@ -81,15 +92,19 @@ def main():
             model(square, method=None)
 
     extraction = best(max(a.steps, 2), features)
+    feature_flops = counted(features)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1048576
     rows = [
         {"what": f"SP training step 512, batch {a.batch}" if a.stage == "sp" else f"PC training step 512+224, batch {a.batch}",
-         "seconds": train, "imagesPerSecond": a.batch / train, "gflops": 0},
-        {"what": "inference 496x368 + transcam", "seconds": inference, "imagesPerSecond": 1 / inference, "gflops": 0},
-        {"what": "feature extraction forward 512x512", "seconds": extraction, "imagesPerSecond": 1 / extraction, "gflops": 0},
+         "seconds": train, "imagesPerSecond": a.batch / train, "gflops": 0, "flopsPerImage": train_flops},
+        {"what": "inference 496x368 + transcam", "seconds": inference, "imagesPerSecond": 1 / inference, "gflops": 0,
+         "flopsPerImage": infer_flops},
+        {"what": "feature extraction forward 512x512", "seconds": extraction, "imagesPerSecond": 1 / extraction, "gflops": 0,
+         "flopsPerImage": feature_flops},
     ]
     for r in rows:
-        print(f"{r['what']:38s} {r['seconds']:7.2f} s {r['imagesPerSecond']:7.2f} images/s")
+        print(f"{r['what']:38s} {r['seconds']:7.2f} s {r['imagesPerSecond']:7.2f} images/s "
+              f"{r['flopsPerImage'] / 1e9:8.1f} GFLOP per image (torch.utils.flop_counter)")
     print(f"peak resident memory {peak:.2f} GiB")
     json.dump(rows, open(a.out, "w"), indent=1)
 

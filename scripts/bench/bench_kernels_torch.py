@@ -11,6 +11,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 
 def cases(n):
@@ -79,11 +80,22 @@ def main():
             t2 = time.perf_counter()
             if i:
                 best_f, best_b = min(best_f, forward_end - t0), min(best_b, t2 - t1)
+        # What torch.utils.flop_counter counts for one forward and one backward (convolutions and matrix products,
+        # 2 per multiply-add): `bench kernels --torch` compares its own counts with these.
+        with FlopCounterMode(display=False) as counter:
+            y = forward()
+        counted_forward = float(counter.get_total_flops())
+        seed = torch.zeros_like(y)
+        with FlopCounterMode(display=False) as counter:
+            y.backward(seed)
+        counted_backward = float(counter.get_total_flops())
         work = flops if flops else nbytes
         results.append({"layer": name, "forwardMs": best_f * 1e3, "backwardMs": best_b * 1e3,
                         "forwardRate": work / best_f / 1e9,
                         "backwardRate": (2 * work if flops else 1.5 * work) / best_b / 1e9,
-                        "unit": "GFLOP/s" if flops else "GB/s", "reorders": 0, "primitiveShare": 0})
+                        "unit": "GFLOP/s" if flops else "GB/s", "reorders": 0, "primitiveShare": 0,
+                        "forwardFlops": counted_forward if flops else None,
+                        "backwardFlops": counted_backward if flops else None})
         print(f"{name:33s} fwd {best_f*1e3:8.2f} ms  bwd {best_b*1e3:8.2f} ms  {results[-1]['forwardRate']:7.1f} {results[-1]['unit']}")
     json.dump(results, open(a.out, "w"), indent=1)
 
