@@ -71,6 +71,32 @@ public struct ConformerBenchmark {
             + inference(model)
     }
 
+    /// One training step (as `run` times it) with `OpProfile` on: the op families, most time first, the optimiser
+    /// step's nanoseconds (it records no ops) and the whole step's.
+    public func profileStep() -> (rows: [OpProfile.Row], optimizerNanoseconds: UInt64, stepNanoseconds: UInt64) {
+        let model = Conformer(variant.config(), seed: 1)
+        let optimizer = AdamW([ParameterGroup(model.parameters, learningRate: 5e-5, weightDecay: 5e-4)])
+        let c = model.config.numClasses
+        let image = Self.random([batch, 3, 512, 512], seed: 2)
+        let pair = Autograd.noGrad { interpolate(image, size: (224, 224), mode: .bilinear) }
+        var labelRNG = SeededRandom(seed: 3)
+        let labels = Tensor((0..<(batch * (c - 1))).map { _ in labelRNG.nextFloat() < 0.1 ? 1 : 0 }, shape: [batch, c - 1])
+        model.setBatchNormMode(.training)
+        func step(_ profiled: Bool) -> UInt64 {
+            for p in model.parameters { p.grad = nil }
+            if profiled { OpProfile.start() }
+            PCTrainingStage.loss(model, crops: image, pairs: pair, labels: labels).backward()
+            let start = DispatchTime.now().uptimeNanoseconds
+            optimizer.step()
+            return DispatchTime.now().uptimeNanoseconds - start
+        }
+        _ = step(false)                                             // warm-up: primitives are created here
+        let start = DispatchTime.now().uptimeNanoseconds
+        let optimizerNanoseconds = step(true)
+        let total = DispatchTime.now().uptimeNanoseconds - start
+        return (OpProfile.stop(), optimizerNanoseconds, total)
+    }
+
     /// CAM inference at scale 1 (496×368) and, with `inferenceOnly`, at scale 2 (992×736, 2,852 tokens: the
     /// largest pass of the CAM pyramid, whose memory the attention accumulator keeps small).
     func inference(_ model: Conformer) -> [Result] {

@@ -11,6 +11,8 @@ public enum Autograd {
         /// The output's gradient slot (not the output: its data is freed when nothing else needs it).
         let output: GradSlot
         let backward: (Tensor) -> Void
+        /// The op's family for `OpProfile` (empty unless profiling).
+        let family: String
     }
 
     nonisolated(unsafe) private static var tape: [Node] = []
@@ -47,10 +49,17 @@ public enum Autograd {
         for case let input? in inputs where input.requiresGrad { input.slot.pendingUses += 1 }
     }
 
-    /// Records that `output` was computed; `backward` receives the output's gradient.
-    public static func record(_ output: Tensor, backward: @escaping (Tensor) -> Void) {
+    /// Records that `output` was computed; `backward` receives the output's gradient. `file` and `function` (or
+    /// `label`, for one function that serves several ops) name the op's family for `OpProfile`.
+    public static func record(_ output: Tensor, label: String? = nil, file: StaticString = #fileID,
+                              function: StaticString = #function, backward: @escaping (Tensor) -> Void) {
         output.requiresGrad = true
-        tape.append(Node(output: output.slot, backward: backward))
+        var family = ""
+        if OpProfile.isEnabled {
+            family = OpProfile.family(file: file, function: function, label: label)
+            OpProfile.chargeForward(family)
+        }
+        tape.append(Node(output: output.slot, backward: backward, family: family))
     }
 
     /// Back-propagates from a scalar `loss` (seeded with gradient 1, or `seed` if given) through every recorded op.
@@ -61,7 +70,11 @@ public enum Autograd {
             guard let g = node.output.grad else { continue }
             node.output.grad = nil
             // Backward computes with primitives directly; nothing it does is itself recorded.
-            noGrad { node.backward(g) }
+            if OpProfile.isEnabled && !node.family.isEmpty {
+                OpProfile.chargeBackward(node.family) { noGrad { node.backward(g) } }
+            } else {
+                noGrad { node.backward(g) }
+            }
         }
     }
 

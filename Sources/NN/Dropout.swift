@@ -1,3 +1,5 @@
+import CDNNL
+
 /// Inverted dropout, as PyTorch's `F.dropout(x, p, training)`: every element is kept with probability 1 − p and
 /// kept elements are scaled by 1/(1 − p), so the expectation is unchanged:
 ///
@@ -62,11 +64,55 @@ public func dropPath(_ x: Tensor, p: Float, training: Bool, rng: inout SeededRan
 }
 
 /// Drop path with a given per-sample mask (`keep`, one flag per index of dim 0): y[b] = x[b] · [keep_b] / (1 − p).
+///
+/// Each sample is one contiguous block of x's storage (in the plain layout and in oneDNN's channel-blocked ones),
+/// so this scales blocks (`scaledPerSample`) rather than running a broadcast product: oneDNN has no optimised
+/// binary primitive for a (B, 1, …, 1) operand and its reference one took a fifth of the Conformer's training step.
 public func dropPath(_ x: Tensor, p: Float, keep: [Bool]) -> Tensor {
     precondition(p >= 0 && p <= 1, "dropPath: p = \(p) is outside [0, 1] (input \(x.shape))")
     precondition(!x.shape.isEmpty && keep.count == x.shape[0], "dropPath: \(keep.count) mask flags for input \(x.shape)")
-    let maskShape = [x.shape[0]] + [Int](repeating: 1, count: x.shape.count - 1)
-    return mul(x, dropMask(keep, p: p, shape: maskShape))
+    let kept: Float = p < 1 ? 1 / (1 - p) : 0
+    let scales = keep.map { $0 ? kept : 0 }
+    guard floatsPerSample(x) != nil else {
+        return mul(x, Tensor(scales, shape: [x.shape[0]] + [Int](repeating: 1, count: x.shape.count - 1)))
+    }
+    let y = scaledPerSample(x, scales)
+    guard Autograd.needsGrad(x) else { return y }
+    Autograd.record(y) { [x = x.slot] dy in x.accumulateGrad(scaledPerSample(Reorder.ensure(dy, x.desc), scales)) }
+    return y
+}
+
+/// x (stored sample by sample, `floatsPerSample`) with sample b multiplied by scales[b]: the same float product as
+/// the broadcast `mul` per element, zeros for a zero scale.
+private func scaledPerSample(_ x: Tensor, _ scales: [Float]) -> Tensor {
+    let per = floatsPerSample(x)!
+    let y = Tensor(shape: x.shape, desc: x.desc)
+    let src = x.storage.floats, dst = y.storage.floats
+    ComputeThreads.parallelRanges(scales.count * per) { range in
+        var i = range.lowerBound
+        while i < range.upperBound {
+            let b = i / per, end = min(range.upperBound, (b + 1) * per), s = scales[b]
+            if s == 0 {
+                (dst + i).update(repeating: 0, count: end - i)
+            } else {
+                for k in i..<end { dst[k] = src[k] * s }
+            }
+            i = end
+        }
+    }
+    return y
+}
+
+/// The floats each index of dim 0 takes when x stores them one after another (the plain layout, and oneDNN's
+/// blocked layouts that block no dimension 0 and put it outermost), else nil.
+func floatsPerSample(_ x: Tensor) -> Int? {
+    let md = x.desc
+    guard md.format_kind == dnnl_blocked, md.offset0 == 0, let batch = x.shape.first, batch > 0 else { return nil }
+    let blocking = md.format_desc.blocking
+    let inner = withUnsafeBytes(of: blocking.inner_idxs) { Array($0.bindMemory(to: Int64.self).prefix(Int(blocking.inner_nblks))) }
+    let stride0 = withUnsafeBytes(of: blocking.strides) { Int($0.bindMemory(to: Int64.self)[0]) }
+    guard !inner.contains(0), stride0 * batch == x.storedFloatCount else { return nil }
+    return stride0
 }
 
 /// The constant mask [keep] / (1 − p) (all zeros when p = 1), as a plain tensor that takes no gradient.

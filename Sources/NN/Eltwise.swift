@@ -55,7 +55,7 @@ private func eltwise(_ name: String, _ algorithm: dnnl_alg_kind_t, alpha: Float,
     guard training else { return y }
     // What backward reads: the output or the input (see `Activation.algorithm`).
     let saved = savesOutput ? (DNNL_ARG_DST, y) : (DNNL_ARG_SRC, x)
-    Autograd.record(y) { [x = x.slot] dy in
+    Autograd.record(y, label: name) { [x = x.slot] dy in
         let backward = PrimitiveCache.primitive("eltwise.\(name).bwd\(x.shape)\(layout)") {
             var md = x.desc
             var diff = x.desc

@@ -23,6 +23,9 @@ struct BenchConformerCommand: ParsableCommand {
     @Option(help: "Timed repetitions (best is reported), after one warm-up.")
     var steps: Int = 2
 
+    @Flag(help: "Also profile one training step per op family (forward, backward, share inside oneDNN).")
+    var profile = false
+
     @Flag(help: "Only inference (scale 1 and 2), so the peak memory printed is inference's.")
     var inferenceOnly = false
 
@@ -63,5 +66,24 @@ struct BenchConformerCommand: ParsableCommand {
         }
         print(String(format: "peak resident memory %.2f GiB (tensors at most %.2f GiB live)", PeakMemory.residentMiB().own / 1024,
                      Double(StoragePool.peakLiveBytes) / 1073741824))
+        if profile && !inferenceOnly { printProfile() }
+    }
+
+    /// One profiled training step: each op family's forward and backward time, its share of the step and the
+    /// share of its time inside oneDNN primitives; the rest is framework work (Swift loops, allocation, lookups).
+    func printProfile() {
+        let bench = ConformerBenchmark(variant: model, batch: batch, steps: steps, inferenceOnly: false)
+        let (rows, optimizer, step) = bench.profileStep()
+        let ms = { (ns: UInt64) in Double(ns) / 1e6 }
+        print(String(format: "profile of one training step: %.0f ms (ops %.0f ms, AdamW %.0f ms, the rest %.0f ms)", ms(step),
+                     ms(rows.reduce(0) { $0 + $1.totalNanoseconds }), ms(optimizer),
+                     ms(step) - ms(rows.reduce(0) { $0 + $1.totalNanoseconds }) - ms(optimizer)))
+        print("op family                                                  calls   fwd ms   bwd ms   share   in oneDNN   reorders")
+        for r in rows where r.totalNanoseconds * 1000 >= step {
+            print(r.family.padding(toLength: 58, withPad: " ", startingAt: 0)
+                  + String(format: " %6d %8.1f %8.1f %6.1f%% %10.0f%% %10d", r.calls, ms(r.forwardNanoseconds), ms(r.backwardNanoseconds),
+                           100 * Double(r.totalNanoseconds) / Double(step),
+                           100 * Double(r.primitiveNanoseconds) / Double(max(r.totalNanoseconds, 1)), r.reorders))
+        }
     }
 }

@@ -165,6 +165,31 @@ final class AttentionResampleGradientTests: XCTestCase {
         GradientCheck.check([small]) { dropPath(small, p: 0.4, keep: [true, false, true]) }
     }
 
+    /// Drop path scales each sample's block of storage; on a channel-blocked activation (nChw16c, channels not a
+    /// multiple of 16) it must give, forward and backward, what it gives on the plain one, in the input's layout.
+    func testDropPathOnABlockedLayout() {
+        let plain = tensor([3, 20, 5, 4], seed: 98)
+        let blocked = nChw16c(plain)
+        XCTAssertFalse(blocked.isPlain, "the test needs a blocked input")
+        XCTAssertEqual(floatsPerSample(blocked), blocked.storedFloatCount / 3, "samples are contiguous blocks")
+        let keep = [true, false, true]
+        let seed = tensor([3, 20, 5, 4], seed: 99)
+        var results: [(y: [Float], dx: [Float])] = []
+        for x in [plain, blocked] {
+            x.requiresGrad = true
+            x.grad = nil
+            let y = dropPath(x, p: 0.3, keep: keep)
+            XCTAssertTrue(MemoryDesc.equal(y.desc, x.desc), "the output keeps the input's layout")
+            Autograd.backward(y, seed: seed)
+            results.append((y.plain().toArray(), x.grad!.plain().toArray()))
+        }
+        XCTAssertEqual(results[1].y, results[0].y, "blocked forward")
+        XCTAssertEqual(results[1].dx, results[0].dx, "blocked backward")
+        let values = plain.toArray(), per = 20 * 5 * 4
+        XCTAssertEqual(Array(results[0].y[per..<(2 * per)]), [Float](repeating: 0, count: per), "sample 1 dropped")
+        XCTAssertEqual(Array(results[0].y[0..<per]), values[0..<per].map { $0 * (1 / 0.7) }, "sample 0 scaled by 1/(1 − p)")
+    }
+
     /// Attention in Double, straight from the formula: (y, head-averaged A) for x (B, N, C).
     func referenceAttention(_ m: MultiHeadAttention, _ x: Tensor) -> (y: [Double], mean: [Double]) {
         let (b, n, c, h) = (x.shape[0], x.shape[1], x.shape[2], m.heads)
