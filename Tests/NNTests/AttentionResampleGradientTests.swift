@@ -165,6 +165,30 @@ final class AttentionResampleGradientTests: XCTestCase {
         GradientCheck.check([small]) { dropPath(small, p: 0.4, keep: [true, false, true]) }
     }
 
+    /// Channel dropout scales each (sample, channel) in place of a broadcast product: on plain and channel-blocked
+    /// activations (nChw16c, 20 channels: the last block half padding) it must equal the broadcast `mul` by the mask,
+    /// forward and backward, in the input's layout.
+    func testDropout2dOnPlainAndBlockedLayouts() {
+        let plain = tensor([2, 20, 3, 5], seed: 100)
+        let keep = (0..<40).map { $0 % 3 != 1 }
+        let mask = Tensor(keep.map { $0 ? 1 / Float(0.6) : 0 }, shape: [2, 20, 1, 1])
+        let seed = tensor([2, 20, 3, 5], seed: 101)
+        var results: [(y: [Float], dx: [Float])] = []
+        for (index, x) in [plain, nChw16c(plain), plain].enumerated() {
+            x.requiresGrad = true
+            x.grad = nil
+            let y = index == 2 ? mul(x, mask) : dropout2d(x, p: 0.4, keep: keep)
+            XCTAssertTrue(MemoryDesc.equal(y.desc, x.desc), "the output keeps the input's layout")
+            Autograd.backward(y, seed: seed)
+            results.append((y.plain().toArray(), x.grad!.plain().toArray()))
+        }
+        XCTAssertEqual(results[0].y, results[2].y, "plain forward against the broadcast product")
+        XCTAssertEqual(results[0].dx, results[2].dx, "plain backward against the broadcast product")
+        XCTAssertEqual(results[1].y, results[2].y, "blocked forward against the broadcast product")
+        XCTAssertEqual(results[1].dx, results[2].dx, "blocked backward against the broadcast product")
+        XCTAssertGreaterThan(results[0].y.filter { $0 == 0 }.count, 0, "some channels dropped")
+    }
+
     /// Drop path scales each sample's block of storage; on a channel-blocked activation (nChw16c, channels not a
     /// multiple of 16) it must give, forward and backward, what it gives on the plain one, in the input's layout.
     func testDropPathOnABlockedLayout() {
