@@ -153,16 +153,23 @@ extension Kernels {
         }
     }
 
-    /// Softmax backward over rows of length n, from the saved output a: ds_j = a_j · (da_j − Σ_k da_k · a_k), the
-    /// row sum accumulated in Double.
+    /// Softmax backward over rows of length n, from the saved output a: ds_j = s · a_j · (da_j − Σ_k da_k · a_k), the
+    /// row sum accumulated in Double; rows over the compute threads.
     public static func softmaxBackwardRows(_ a: UnsafePointer<Float>, _ da: UnsafePointer<Float>, rows: Int, n: Int,
-                                           into ds: UnsafeMutablePointer<Float>) {
-        for r in 0..<rows {
-            let (ar, gr, out) = (a + r * n, da + r * n, ds + r * n)
-            var dot = 0.0
-            for j in 0..<n { dot += Double(ar[j]) * Double(gr[j]) }
-            let d = Float(dot)
-            for j in 0..<n { out[j] = ar[j] * (gr[j] - d) }
+                                           scale: Float = 1, into ds: UnsafeMutablePointer<Float>) {
+        ComputeThreads.parallelRanges(rows, minimumPerThread: max(1, (1 << 16) / max(n, 1))) { range in
+            for r in range {
+                let (ar, gr, out) = (a + r * n, da + r * n, ds + r * n)
+                var dot = 0.0
+                for j in 0..<n { dot += Double(ar[j]) * Double(gr[j]) }
+                let d = Float(dot)
+                if scale == 1 {
+                    for j in 0..<n { out[j] = ar[j] * (gr[j] - d) }
+                } else {
+                    // The same two roundings as scaling the stored result afterwards.
+                    for j in 0..<n { out[j] = (ar[j] * (gr[j] - d)) * scale }
+                }
+            }
         }
     }
 

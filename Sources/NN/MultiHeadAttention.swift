@@ -101,8 +101,8 @@ public func selfAttention(_ qkv: Tensor, heads h: Int, scale s: Float, attention
         let dA = Tensor(shape: [b, h, n, n])
         batchedMatmul(g.storage.data, v, dA.storage.data, batch: bh, m: n, k: d, n: n, transposeB: true)
         let dZ = Tensor(shape: [b, h, n, n])
-        Kernels.softmaxBackwardRows(attention.storage.floats, dA.storage.floats, rows: bh * n, n: n, into: dZ.storage.floats)
-        Kernels.scaleInPlace(dZ.storage.floats, s, count: dZ.elementCount)
+        Kernels.softmaxBackwardRows(attention.storage.floats, dA.storage.floats, rows: bh * n, n: n, scale: s,
+                                    into: dZ.storage.floats)
         batchedMatmul(dZ.storage.data, k, dq, batch: bh, m: n, k: n, n: d)
         batchedMatmul(dZ.storage.data, q, dk, batch: bh, m: n, k: n, n: d, transposeA: true)
         let dqkv = Tensor(shape: qkv.shape)
