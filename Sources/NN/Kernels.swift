@@ -72,21 +72,31 @@ extension Kernels {
         precondition(ss.count == shape.count && ds.count == shape.count, "copyStrided: strides \(ss), \(ds) for shape \(shape)")
         guard let inner = shape.last else { dst[0] = src[0]; return }
         let (si, di) = (ss[shape.count - 1], ds[shape.count - 1])
-        var index = [Int](repeating: 0, count: shape.count - 1)
-        var (s, d) = (0, 0)
         let rows = shape.dropLast().reduce(1, *)
-        for _ in 0..<rows {
-            if si == 1 && di == 1 {
-                (dst + d).update(from: src + s, count: inner)
-            } else {
-                for j in 0..<inner { dst[d + j * di] = src[s + j * si] }
+        // Rows (all but the last axis) split over the threads; each range starts from its first row's index.
+        ComputeThreads.parallelRanges(rows, minimumPerThread: max(1, (1 << 15) / max(inner, 1))) { range in
+            var index = [Int](repeating: 0, count: shape.count - 1)
+            var (s, d) = (0, 0)
+            var rest = range.lowerBound
+            for axis in stride(from: index.count - 1, through: 0, by: -1) {
+                index[axis] = rest % shape[axis]
+                rest /= shape[axis]
+                s += index[axis] * ss[axis]
+                d += index[axis] * ds[axis]
             }
-            var axis = index.count - 1
-            while axis >= 0 {
-                index[axis] += 1; s += ss[axis]; d += ds[axis]
-                if index[axis] < shape[axis] { break }
-                s -= ss[axis] * shape[axis]; d -= ds[axis] * shape[axis]; index[axis] = 0
-                axis -= 1
+            for _ in range {
+                if si == 1 && di == 1 {
+                    (dst + d).update(from: src + s, count: inner)
+                } else {
+                    for j in 0..<inner { dst[d + j * di] = src[s + j * si] }
+                }
+                var axis = index.count - 1
+                while axis >= 0 {
+                    index[axis] += 1; s += ss[axis]; d += ds[axis]
+                    if index[axis] < shape[axis] { break }
+                    s -= ss[axis] * shape[axis]; d -= ds[axis] * shape[axis]; index[axis] = 0
+                    axis -= 1
+                }
             }
         }
     }
