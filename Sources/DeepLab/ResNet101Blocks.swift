@@ -18,8 +18,7 @@ public final class ConvBnReLU: Module {
     public var children: [(name: String, module: Module)] { [("conv", conv), ("bn", bn)] }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        let y = bn(conv(x))
-        return relu ? NN.relu(y) : y
+        bn(conv(x), relu: relu)
     }
 }
 

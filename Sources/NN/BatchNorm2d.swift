@@ -69,9 +69,15 @@ public final class BatchNorm2d {
     }
 
     /// Normalises x (N, C, H, W) according to `mode`; see the type's documentation.
-    public func callAsFunction(_ x: Tensor) -> Tensor {
+    public func callAsFunction(_ x: Tensor) -> Tensor { callAsFunction(x, relu: false) }
+
+    /// Normalises x and, with `relu`, applies max(·, 0) in the same primitive: `relu(bn(x))` in one pass over the
+    /// activation forward and one backward (oneDNN's `fuse_norm_relu`; training keeps a bit mask of the positive
+    /// outputs for backward), the same values as the two ops. Synchronised statistics run the two ops apart.
+    public func callAsFunction(_ x: Tensor, relu fuseReLU: Bool) -> Tensor {
         precondition(x.shape.count == 4 && x.shape[1] == channels,
                      "BatchNorm2d(\(channels)): input \(x.shape) is not (N, \(channels), H, W)")
+        if fuseReLU && mode == .training && statisticsReducer != nil { return relu(callAsFunction(x, relu: false)) }
         // Locals, so that the backward closure holds what it needs and not the layer.
         let mode = self.mode, weight = self.weight, bias = self.bias, eps = self.eps, channels = self.channels
         let n = x.shape[0] * x.shape[2] * x.shape[3]
@@ -84,6 +90,7 @@ public final class BatchNorm2d {
         let affineGrads = mode != .frozen && (weight.requiresGrad || bias.requiresGrad)
         let record = Autograd.isRecording && (x.requiresGrad || affineGrads)
         let flags = normalizationScaleShift | (batchStatistics ? 0 : dnnl_use_global_stats.rawValue)
+            | (fuseReLU ? dnnl_fuse_norm_relu.rawValue : 0)
         // Batch statistics come out of the primitive only in training propagation; so does a backward hint.
         let propagation = batchStatistics || record ? dnnl_forward_training : dnnl_forward_inference
         let shapes = "\(x.shape)\(x.layoutKey)eps\(eps)flags\(flags)"
@@ -109,9 +116,15 @@ public final class BatchNorm2d {
         } else {
             (mean, variance) = (runningMean, runningVar)
         }
-        forward.execute([(DNNL_ARG_SRC, x.storage.data), (DNNL_ARG_DST, y.storage.data),
-                         (DNNL_ARG_SCALE, weight.storage.data), (DNNL_ARG_SHIFT, bias.storage.data),
-                         (DNNL_ARG_MEAN, mean.storage.data), (DNNL_ARG_VARIANCE, variance.storage.data)])
+        // The fused ReLU's mask, which training propagation writes and backward reads.
+        let workspace = fuseReLU && propagation == dnnl_forward_training
+            ? RawBuffer(bytes: MemoryDesc.byteCount(forward.desc(DNNL_ARG_WORKSPACE))) : nil
+        var args: [(Int32, UnsafeMutableRawPointer)] = [
+            (DNNL_ARG_SRC, x.storage.data), (DNNL_ARG_DST, y.storage.data),
+            (DNNL_ARG_SCALE, weight.storage.data), (DNNL_ARG_SHIFT, bias.storage.data),
+            (DNNL_ARG_MEAN, mean.storage.data), (DNNL_ARG_VARIANCE, variance.storage.data)]
+        if let workspace { args.append((DNNL_ARG_WORKSPACE, workspace.data)) }
+        forward.execute(args)
         if mode == .training { updateRunningStatistics(mean: mean, variance: variance, count: globalCount) }
 
         guard record else { return y }
@@ -130,10 +143,11 @@ public final class BatchNorm2d {
             let dy = Reorder.ensure(dy, backward.desc(DNNL_ARG_DIFF_DST))
             let dx = Tensor(shape: x.shape, desc: backward.desc(DNNL_ARG_DIFF_SRC))
             let dW = Tensor(shape: [channels]), dB = Tensor(shape: [channels])
-            let args: [(Int32, UnsafeMutableRawPointer)] = [
+            var args: [(Int32, UnsafeMutableRawPointer)] = [
                 (DNNL_ARG_SRC, x.storage.data), (DNNL_ARG_DIFF_DST, dy.storage.data), (DNNL_ARG_MEAN, mean.storage.data),
                 (DNNL_ARG_VARIANCE, variance.storage.data), (DNNL_ARG_SCALE, weight.storage.data), (DNNL_ARG_SHIFT, bias.storage.data),
                 (DNNL_ARG_DIFF_SRC, dx.storage.data), (DNNL_ARG_DIFF_SCALE, dW.storage.data), (DNNL_ARG_DIFF_SHIFT, dB.storage.data)]
+            if let workspace { args.append((DNNL_ARG_WORKSPACE, workspace.data)) }
             backward.execute(args)
             if let reduce = reducer, x.requiresGrad {
                 x.accumulateGrad(BatchNorm2d.synchronizedInputGradient(dx, x: x, weight: weight, eps: eps, mean: mean, variance: variance,
@@ -156,4 +170,11 @@ public final class BatchNorm2d {
         runningVar.version += 1
         numBatchesTracked += 1
     }
+}
+
+/// Bytes a primitive needs kept between its forward and backward executions (a workspace), freed with the owner.
+final class RawBuffer {
+    let data: UnsafeMutableRawPointer
+    init(bytes: Int) { data = .allocate(byteCount: max(bytes, 1), alignment: 64) }
+    deinit { data.deallocate() }
 }

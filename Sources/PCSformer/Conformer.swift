@@ -70,7 +70,7 @@ public final class Conformer: Module {
         let attention = method != nil ? AttentionAccumulator() : nil
         let sink = attention.map { a in { (map: Tensor) in a.add(map) } }
 
-        let base = maxPool2d(relu(bn1(conv1(x))), kernel: 3, stride: 2, padding: 1)
+        let base = maxPool2d(bn1(conv1(x), relu: true), kernel: 3, stride: 2, padding: 1)
         var feature = stage1(base).out
         let patches = patchConv(base).plain()
         var tokens = concat([expand(classToken, to: [b, 1, config.embedDim]),

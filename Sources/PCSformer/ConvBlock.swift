@@ -34,9 +34,9 @@ public final class ConvBlock: Module {
 
     /// (y, x2) for input x and an optional injection t (same shape as the first activation a).
     public func callAsFunction(_ x: Tensor, inject t: Tensor? = nil) -> (out: Tensor, medium: Tensor) {
-        var a = relu(bn1(conv1(x)))
+        var a = bn1(conv1(x), relu: true)
         if let t { a = add(a, t) }
-        let x2 = relu(bn2(conv2(a)))
+        let x2 = bn2(conv2(a), relu: true)
         let c = bn3(conv3(x2))
         let shortcut = residualConv.map { residualBN!($0(x)) } ?? x
         return (relu(add(c, shortcut)), x2)

@@ -45,7 +45,7 @@ public final class FeatureUp: Module {
         let (b, n, c) = (tokens.shape[0], tokens.shape[1], tokens.shape[2])
         precondition(n == h * w + 1, "FeatureUp: \(n) tokens for a \(h)x\(w) grid plus the class token")
         let grid = permute(slice(tokens, axis: 1, range: 1..<n), [0, 2, 1]).reshaped([b, c, h, w])
-        let y = relu(bn(project(grid)))
+        let y = bn(project(grid), relu: true)
         return dw > 1 ? interpolate(y, size: (h * dw, w * dw), mode: .nearest) : y
     }
 

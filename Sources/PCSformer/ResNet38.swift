@@ -66,6 +66,6 @@ public final class ResNet38: Module {
         }
         let (o6, conv5) = b6(y, training: training, rng: &rng)
         let (o7, _) = b7(o6, training: training, rng: &rng)
-        return ResNet38Features(conv4: conv4!, conv5: conv5, conv6: relu(bn7(o7)))
+        return ResNet38Features(conv4: conv4!, conv5: conv5, conv6: bn7(o7, relu: true))
     }
 }

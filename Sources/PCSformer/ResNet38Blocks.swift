@@ -29,8 +29,8 @@ public final class ResNet38Block: Module {
 
     /// The block's output and its pre-activation t (AffinityNet's side outputs are pre-activations).
     public func callAsFunction(_ x: Tensor) -> (out: Tensor, preActivation: Tensor) {
-        let t = relu(bn2a(x))
-        let branch2 = conv2b1(relu(bn2b1(conv2a(t))))
+        let t = bn2a(x, relu: true)
+        let branch2 = conv2b1(bn2b1(conv2a(t), relu: true))
         return (add(branch2, conv1.map { $0(t) } ?? x), t)
     }
 }
@@ -64,9 +64,9 @@ public final class ResNet38BottleneckBlock: Module {
     }
 
     public func callAsFunction(_ x: Tensor, training: Bool, rng: inout SeededRandom) -> (out: Tensor, preActivation: Tensor) {
-        let t = relu(bn2a(x))
-        var y = dropout2d(relu(bn2b1(conv2a(t))), p: dropout, training: training, rng: &rng)
-        y = dropout2d(relu(bn2b2(conv2b1(y))), p: dropout, training: training, rng: &rng)
+        let t = bn2a(x, relu: true)
+        var y = dropout2d(bn2b1(conv2a(t), relu: true), p: dropout, training: training, rng: &rng)
+        y = dropout2d(bn2b2(conv2b1(y), relu: true), p: dropout, training: training, rng: &rng)
         return (add(conv2b2(y), conv1(t)), t)
     }
 }

@@ -144,6 +144,35 @@ final class NormPoolGradientTests: XCTestCase {
         }
     }
 
+    /// `bn(x, relu: true)` (oneDNN's fused ReLU with its bit mask) against `relu(bn(x))` in every mode, plain and
+    /// blocked: the same output, input and parameter gradients and running statistics. (The two ops are each
+    /// checked against finite differences above; across the ReLU's kink finite differences are not reliable.)
+    func testBatchNormFusedReLUEqualsTheTwoOps() {
+        let cases: [(shape: [Int], blocked: Bool)] = [([2, 5, 7, 3], false), ([2, 32, 3, 5], true)]
+        for (i, c) in cases.enumerated() {
+            for mode in [BatchNormMode.training, .inference, .frozen] {
+                var results: [[[Float]]] = []
+                for fused in [false, true] {
+                    let bn = makeBatchNorm(c.shape[1], eps: 1e-5, seed: UInt64(120 + 10 * i))
+                    bn.mode = mode
+                    let x = tensor(c.shape, seed: UInt64(130 + i), scale: 2, offset: 0.3)
+                    x.requiresGrad = true
+                    let input = c.blocked ? blocked(x) : x
+                    let y = fused ? bn(input, relu: true) : relu(bn(input))
+                    XCTAssertEqual(y.isPlain, !c.blocked, "fused batch norm keeps the input's layout")
+                    Autograd.backward(y, seed: tensor(c.shape, seed: UInt64(140 + i)))
+                    results.append([y.plain().toArray(), x.grad!.toArray(), bn.weight.grad?.toArray() ?? [],
+                                    bn.bias.grad?.toArray() ?? [], bn.runningMean.toArray(), bn.runningVar.toArray()])
+                }
+                let what = "\(c.shape) \(c.blocked ? "blocked" : "plain") \(mode)"
+                XCTAssertGreaterThan(results[1][0].filter { $0 == 0 }.count, 0, "\(what): the ReLU cuts something")
+                for (k, name) in ["y", "dx", "dweight", "dbias", "running mean", "running var"].enumerated() {
+                    assertClose(results[1][k], results[0][k].map(Double.init), 1e-6, "\(what): fused \(name)")
+                }
+            }
+        }
+    }
+
     func testBatchNormRunningStatistics() {
         let shape = [2, 5, 7, 3], n = 2.0 * 7 * 3, m = 0.1
         let bn = makeBatchNorm(5, eps: 1e-6, seed: 7)
