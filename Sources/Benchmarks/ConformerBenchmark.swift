@@ -52,29 +52,17 @@ public struct ConformerBenchmark {
     public func run() -> [Result] {
         let model = Conformer(variant.config(), seed: 1)
         if inferenceOnly { return inference(model) }
-        let optimizer = AdamW([ParameterGroup(model.parameters, learningRate: 5e-5, weightDecay: 5e-4)])
-        let c = model.config.numClasses
-        let image = Self.random([batch, 3, 512, 512], seed: 2)
-        let pair = Autograd.noGrad { interpolate(image, size: (224, 224), mode: .bilinear) }
-        var labelRNG = SeededRandom(seed: 3)
-        let labels = Tensor((0..<(batch * (c - 1))).map { _ in labelRNG.nextFloat() < 0.1 ? 1 : 0 }, shape: [batch, c - 1])
-
-        model.setBatchNormMode(.training)
-        let train = time(steps) {
-            for p in model.parameters { p.grad = nil }
-            PCTrainingStage.loss(model, crops: image, pairs: pair, labels: labels).backward()
-            optimizer.step()
-        }
+        let step = trainingStep(model)
+        let train = time(steps) { _ = step() }
         return [Result(what: "PC training step 512+224, batch \(batch)", seconds: train.seconds,
                        imagesPerSecond: Double(batch) / train.seconds, gflops: train.flops / train.seconds / 1e9,
                        flopsPerImage: train.flops / Double(batch))]
             + inference(model)
     }
 
-    /// One training step (as `run` times it) with `OpProfile` on: the op families, most time first, the optimiser
-    /// step's nanoseconds (it records no ops) and the whole step's.
-    public func profileStep() -> (rows: [OpProfile.Row], optimizerNanoseconds: UInt64, stepNanoseconds: UInt64) {
-        let model = Conformer(variant.config(), seed: 1)
+    /// The PC training step `run` times, on fixed random inputs: zero the gradients, the pair loss, backward,
+    /// AdamW. The closure returns the optimiser step's nanoseconds (it records no ops for `OpProfile`).
+    func trainingStep(_ model: Conformer) -> () -> UInt64 {
         let optimizer = AdamW([ParameterGroup(model.parameters, learningRate: 5e-5, weightDecay: 5e-4)])
         let c = model.config.numClasses
         let image = Self.random([batch, 3, 512, 512], seed: 2)
@@ -82,17 +70,23 @@ public struct ConformerBenchmark {
         var labelRNG = SeededRandom(seed: 3)
         let labels = Tensor((0..<(batch * (c - 1))).map { _ in labelRNG.nextFloat() < 0.1 ? 1 : 0 }, shape: [batch, c - 1])
         model.setBatchNormMode(.training)
-        func step(_ profiled: Bool) -> UInt64 {
+        return {
             for p in model.parameters { p.grad = nil }
-            if profiled { OpProfile.start() }
             PCTrainingStage.loss(model, crops: image, pairs: pair, labels: labels).backward()
             let start = DispatchTime.now().uptimeNanoseconds
             optimizer.step()
             return DispatchTime.now().uptimeNanoseconds - start
         }
-        _ = step(false)                                             // warm-up: primitives are created here
+    }
+
+    /// One training step (as `run` times it) with `OpProfile` on: the op families, most time first, the optimiser
+    /// step's nanoseconds (it records no ops) and the whole step's.
+    public func profileStep() -> (rows: [OpProfile.Row], optimizerNanoseconds: UInt64, stepNanoseconds: UInt64) {
+        let step = trainingStep(Conformer(variant.config(), seed: 1))
+        _ = step()                                                  // warm-up: primitives are created here
         let start = DispatchTime.now().uptimeNanoseconds
-        let optimizerNanoseconds = step(true)
+        OpProfile.start()
+        let optimizerNanoseconds = step()
         let total = DispatchTime.now().uptimeNanoseconds - start
         return (OpProfile.stop(), optimizerNanoseconds, total)
     }

@@ -38,23 +38,16 @@ def counted(body):
     return float(counter.get_total_flops())
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--batch", type=int, default=2)
-    p.add_argument("--steps", type=int, default=2)
-    p.add_argument("--out", required=True)
-    p.add_argument("--stage", choices=["pc", "sp"], default="pc",
-                   help="sp: the SP step of spec §6.3 (one 512 pass, 21-way and 200-way losses, no pair)")
-    a = p.parse_args()
-    torch.set_num_threads(a.threads)
+def training_step(batch, stage="pc"):
+    """Upstream's Conformer-S (scripts/reference), AdamW and fixed random inputs; returns (model, step), step() one
+    training step as `pcs-mpi bench conformer` times it (PC: 512 and 224 crops, the pair loss; SP: spec §6.3)."""
     torch.manual_seed(1)
-    model = conformer.Conformer(sub_classes=200 if a.stage == "sp" else 0)
+    model = conformer.Conformer(sub_classes=200 if stage == "sp" else 0)
     opt = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=5e-4, eps=1e-8)
-    image = torch.rand(a.batch, 3, 512, 512) * 2 - 1
+    image = torch.rand(batch, 3, 512, 512) * 2 - 1
     pair = F.interpolate(image, size=(224, 224), mode="bilinear", align_corners=False)
-    labels = (torch.rand(a.batch, 20) < 0.1).float()
-    sub_labels = (torch.rand(a.batch, 200) < 0.01).float()
+    labels = (torch.rand(batch, 20) < 0.1).float()
+    sub_labels = (torch.rand(batch, 200) < 0.01).float()
 
     def sp_step():
         model.train()
@@ -74,8 +67,22 @@ def main():
         loss.backward()
         opt.step()
 
-    train = best(a.steps, sp_step if a.stage == "sp" else step)
-    train_flops = counted(sp_step if a.stage == "sp" else step) / a.batch
+    return model, sp_step if stage == "sp" else step
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--steps", type=int, default=2)
+    p.add_argument("--out", required=True)
+    p.add_argument("--stage", choices=["pc", "sp"], default="pc",
+                   help="sp: the SP step of spec §6.3 (one 512 pass, 21-way and 200-way losses, no pair)")
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    model, step = training_step(a.batch, a.stage)
+    train = best(a.steps, step)
+    train_flops = counted(step) / a.batch
     model.eval()
     x = torch.rand(1, 3, 368, 496) * 2 - 1
 

@@ -15,11 +15,10 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "reference"))
-import conformer  # noqa: E402
+sys.path.insert(0, os.path.dirname(__file__))
+from bench_conformer_torch import training_step  # noqa: E402
 
 
 def main():
@@ -29,23 +28,7 @@ def main():
     p.add_argument("--rows", type=int, default=20)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    torch.manual_seed(1)
-    model = conformer.Conformer()
-    opt = torch.optim.AdamW(model.parameters(), lr=5e-5, weight_decay=5e-4, eps=1e-8)
-    image = torch.rand(a.batch, 3, 512, 512) * 2 - 1
-    pair = F.interpolate(image, size=(224, 224), mode="bilinear", align_corners=False)
-    labels = (torch.rand(a.batch, 20) < 0.1).float()
-
-    def step():
-        model.train()
-        opt.zero_grad(set_to_none=True)
-        c1, t1, _ = model(image, method=None)
-        c2, t2, _ = model(pair, method=None)
-        loss = (F.multilabel_soft_margin_loss((c1 + t1)[:, 1:], labels)
-                + F.multilabel_soft_margin_loss((c2 + t2)[:, 1:], labels)) / 2
-        loss.backward()
-        opt.step()
-
+    _, step = training_step(a.batch)
     step()
     start = time.perf_counter()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
