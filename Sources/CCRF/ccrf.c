@@ -4,7 +4,7 @@
 // baseline target and for AVX2. The compiler vectorises the lane loops (SSE2 or AVX2); it may not fuse a multiply
 // and an add (contraction off below, and the AVX2 copies do not enable FMA), so both copies round exactly as the
 // scalar code reads and agree bit for bit. A row's width is turned into a compile-time constant where it is one of
-// the common ones (`WIDTH_CASES`), which keeps the splat and slice accumulators in registers.
+// the common ones (`FOR_EACH_CHUNK`), which keeps the splat and slice accumulators in registers.
 #include "ccrf.h"
 
 #include <math.h>

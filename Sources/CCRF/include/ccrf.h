@@ -1,9 +1,10 @@
-// The dense CRF's inner loops (Segmentation/DenseCRF): the permutohedral lattice's splat, blur and slice, and the
-// mean-field softmax. In C because Swift cannot compile one function for AVX2: each entry point checks the CPU once
-// and runs a copy compiled for AVX2 (8 floats per instruction) where there is one, else the same code for the
-// baseline (SSE2). Both copies perform, per float lane, the same IEEE operations in the same order, with no fused
-// multiply-add (the file is compiled with contraction off), so their results are identical bit for bit and equal
-// to densecrf's (see LatticeFilter.swift and CRFSoftmax.swift for the order).
+// The dense CRF's inner loops (Segmentation/DenseCRF): the permutohedral lattice's splat, blur and slice and the
+// mean-field update with its softmax (ccrf.c), and building the lattice (lattice.c). In C because Swift cannot
+// compile one function for AVX2: each kernel entry point checks the CPU once and runs a copy compiled for AVX2 (8
+// floats per instruction) where there is one, else the same code for the baseline (SSE2). Both copies perform, per
+// float lane, the same IEEE operations in the same order, with no fused multiply-add (the files are compiled with
+// contraction off), so their results are identical bit for bit and equal to densecrf's (the order is described in
+// LatticeFilter.swift and, for the softmax, in ccrf.c).
 //
 // Rows: a lattice vertex's or a pixel's values are `width` consecutive floats, width a multiple of 4. Row 0 of a
 // vertex buffer is the absent vertex (all zeros); vertex v is row v + 1.
