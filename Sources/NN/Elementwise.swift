@@ -104,6 +104,7 @@ private func runBinary(_ op: BinaryOperation, _ big: Tensor, _ small: Tensor) ->
     guard let padded = broadcastShape(small.shape, to: big.shape) else {
         preconditionFailure("\(op): \(small.shape) does not broadcast to \(big.shape)")
     }
+    if padded != big.shape, let y = blockwiseBinary(op, big, small, padded: padded) { return y }
     let src1 = padded == big.shape ? Reorder.ensure(small, big.desc) : small.plain()
     let src1Desc = padded == big.shape ? big.desc : MemoryDesc.plain(padded)
     let shapes = "\(big.shape)\(big.layoutKey)\(padded)\(PrimitiveCache.key(src1Desc))"

@@ -165,7 +165,7 @@ final class AttentionResampleGradientTests: XCTestCase {
         GradientCheck.check([small]) { dropPath(small, p: 0.4, keep: [true, false, true]) }
     }
 
-    /// Channel dropout scales each (sample, channel) in place of a broadcast product: on plain and channel-blocked
+    /// Channel dropout's (B, C, 1, 1) product runs blockwise (`blockwiseBinary`): on plain and channel-blocked
     /// activations (nChw16c, 20 channels: the last block half padding) it must equal the broadcast `mul` by the mask,
     /// forward and backward, in the input's layout.
     func testDropout2dOnPlainAndBlockedLayouts() {
@@ -187,15 +187,19 @@ final class AttentionResampleGradientTests: XCTestCase {
         XCTAssertEqual(results[1].y, results[2].y, "blocked forward against the broadcast product")
         XCTAssertEqual(results[1].dx, results[2].dx, "blocked backward against the broadcast product")
         XCTAssertGreaterThan(results[0].y.filter { $0 == 0 }.count, 0, "some channels dropped")
+        let values = plain.toArray(), factors = mask.toArray()
+        XCTAssertEqual(results[0].y, values.indices.map { values[$0] * factors[$0 / 15] }, "y = x · mask[b, c]")
     }
 
-    /// Drop path scales each sample's block of storage; on a channel-blocked activation (nChw16c, channels not a
-    /// multiple of 16) it must give, forward and backward, what it gives on the plain one, in the input's layout.
+    /// Drop path's per-sample product runs blockwise (`blockwiseBinary`); on a channel-blocked activation (nChw16c,
+    /// channels not a multiple of 16) it must give, forward and backward, what it gives on the plain one, in the
+    /// input's layout.
     func testDropPathOnABlockedLayout() {
         let plain = tensor([3, 20, 5, 4], seed: 98)
         let blocked = nChw16c(plain)
         XCTAssertFalse(blocked.isPlain, "the test needs a blocked input")
-        XCTAssertEqual(floatsPerSample(blocked), blocked.storedFloatCount / 3, "samples are contiguous blocks")
+        XCTAssertNotNil(blockwiseBinary(.mul, blocked, Tensor([1, 0, 1], shape: [3, 1, 1, 1]), padded: [3, 1, 1, 1]),
+                        "a per-sample product on nChw16c takes the blockwise path, not oneDNN's reference kernel")
         let keep = [true, false, true]
         let seed = tensor([3, 20, 5, 4], seed: 99)
         var results: [(y: [Float], dx: [Float])] = []

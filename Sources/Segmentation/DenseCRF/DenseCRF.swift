@@ -22,14 +22,14 @@ import Foundation
 /// its summation order and a division by the sum), so Q matches pydensecrf bit for bit where the unary does (label
 /// unaries; numpy's float32 log in `unary_from_softmax` differs from glibc's by an ulp here and there).
 ///
-/// **Threads.** Every step splits over `threads` by rows: the splat by vertex (a gather), each blur axis by vertex,
-/// the slice and softmax by pixel, the lattice build's elevation and neighbour search by pixel/vertex ranges (its
-/// hash insertion is sequential). Q is bit-identical for every thread count and for the AVX2 and baseline kernels.
+/// **Threads.** Every step splits over `threads` by rows: the splat by vertex ownership, each blur axis by vertex,
+/// the fused slice and softmax by pixel, the lattice build by pixel and vertex ranges (its vertex tables per thread,
+/// merged in order). Q is bit-identical for every thread count and for the AVX2 and baseline kernels.
 ///
-/// **Memory.** About 4 N·W·4 bytes of per-pixel buffers (−U, the sum, one input per term; W = L rounded up to a
-/// multiple of 4) plus Q, the lattices (16(d+1) bytes per pixel and 12(d+1) per vertex) and their value buffers
-/// (2(M+1)·W·4 bytes). Measured peak RSS of `pcs-mpi crf` on a 1000 × 750 image, 21 labels, psa-label, 2 threads:
-/// 376 MB (a smooth image, 119k bilateral vertices) and 534 MB (with ±20 levels of noise, 630k).
+/// **Memory.** About 2 N·W·4 bytes of per-pixel buffers (−U and Q; W = L rounded up to a multiple of 4, plus a
+/// message buffer on the rounds path) and the result, the lattices (8(d+1) bytes per pixel, 12(d+1) per vertex)
+/// and their value buffers (2(M+1)·W·4 bytes). Measured peak RSS of `pcs-mpi crf` on a 1000 × 750 image, 21 labels,
+/// psa-label, 2 threads: 376 MB (a smooth image, 119k bilateral vertices) and 534 MB (±20 levels of noise, 630k).
 public struct DenseCRF: Sendable {
     public let width: Int
     public let height: Int
@@ -216,8 +216,8 @@ public struct DenseCRF: Sendable {
         return meanField(iterations: iterations)
     }
 
-    /// Q label-major (L × N), written by the last pass. Until then Q lives in rows of `width` floats (pad lanes zero), which each term's splat reads
-    /// scaled by the term's D^{−½} (densecrf's `in * norm_.asDiagonal()`). Per iteration every term is splatted and
+    /// Q label-major (L × N), written by the last pass. Until then Q lives in rows of `width` floats (pad lanes
+    /// zero), which each term's splat reads scaled by the term's D^{−½} (densecrf's `in * norm_.asDiagonal()`). Per iteration every term is splatted and
     /// blurred, then one pass over the pixels slices all terms and takes the softmax (`ccrf_update`):
     /// −U + w₁·(slice₁·D₁^{−½}) + w₂·(slice₂·D₂^{−½}) + …, added in that order as densecrf's `tmp1 −= out` does.
     /// Where a lattice's value buffers would pass `valueBufferLimit`, its lanes are filtered in rounds instead, into

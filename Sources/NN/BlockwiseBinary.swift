@@ -1,0 +1,70 @@
+import CDNNL
+
+/// `big op small` for two broadcasts oneDNN 2.6 has no optimised binary kernel for: `small` of shape (B, 1, …, 1), a
+/// value per sample (drop path's mask), and (B, C, 1, 1), a value per sample and channel (channel dropout's mask on
+/// a blocked activation). Its reference kernel ran these ~50× slower than a plain product, a fifth of the
+/// Conformer's training step. Here each value is applied to its part of `big`'s storage in `big`'s layout: plain,
+/// or channels in one inner block (nChw8c / nChw16c, whose padding channels stay 0). Every element gets the same
+/// single float operation as in the primitive. nil when the shapes or the layout do not fit: the caller runs the
+/// primitive. `padded` is small's shape left-padded to big's rank; `small` is read plain.
+func blockwiseBinary(_ op: BinaryOperation, _ big: Tensor, _ small: Tensor, padded: [Int]) -> Tensor? {
+    guard let layout = ChannelChunks(big), padded.count >= 2, padded[0] == big.shape[0] else { return nil }
+    let perSample = padded.dropFirst().allSatisfy { $0 == 1 }
+    let perChannel = padded.count == 4 && padded[1] == big.shape[1] && padded[2] == 1 && padded[3] == 1
+    guard perSample || perChannel else { return nil }
+    let small = small.plain()
+    let values = small.storage.floats
+    let y = Tensor(shape: big.shape, desc: big.desc)
+    let (src, dst) = (big.storage.floats, y.storage.floats)
+    let (b, c, block) = (big.shape[0], big.shape[1], layout.block)
+    ComputeThreads.parallelRanges(b * layout.channelBlocks, minimumPerThread: 1) { range in
+        var operand = [Float](repeating: 0, count: block)
+        for task in range {
+            let (n, cb) = (task / layout.channelBlocks, task % layout.channelBlocks)
+            let channels = min(block, c - cb * block)      // lanes past them are padding, kept 0
+            for k in 0..<channels { operand[k] = perSample ? values[n] : values[n * c + cb * block + k] }
+            let chunk = task * layout.chunk
+            for i in Swift.stride(from: chunk, to: chunk + layout.chunk, by: block) {
+                for k in 0..<block {
+                    dst[i + k] = k >= channels ? 0 : op == .mul ? src[i + k] * operand[k] : src[i + k] + operand[k]
+                }
+            }
+        }
+    }
+    return withExtendedLifetime(small) { y }
+}
+
+/// A (B, C, …) activation stored as one contiguous chunk per (sample, block of `block` channels), channel lane
+/// `index % block` within it: the plain layout (block 1) and oneDNN's layouts with one inner block, on the channels
+/// (nChw8c, nChw16c). nil for any other layout.
+private struct ChannelChunks {
+    let block: Int
+    let channelBlocks: Int
+    /// Floats per chunk: block × the spatial size.
+    let chunk: Int
+
+    init?(_ x: Tensor) {
+        let md = x.desc
+        guard x.shape.count >= 2, md.format_kind == dnnl_blocked, md.offset0 == 0 else { return nil }
+        let blocking = md.format_desc.blocking
+        let count = Int(blocking.inner_nblks)
+        let index = withUnsafeBytes(of: blocking.inner_idxs) { Array($0.bindMemory(to: Int64.self).prefix(count)) }
+        let size = withUnsafeBytes(of: blocking.inner_blks) { Array($0.bindMemory(to: Int64.self).prefix(count)) }
+        switch (count, index.first) {
+        case (0, _): block = 1
+        case (1, 1): block = Int(size[0])
+        default: return nil
+        }
+        let strides = withUnsafeBytes(of: blocking.strides) { $0.bindMemory(to: Int64.self).prefix(x.shape.count).map { Int($0) } }
+        // Contiguous chunks: the spatial axes nest innermost-first from a stride of `block`, then channel blocks,
+        // then samples.
+        var expected = block
+        for axis in stride(from: x.shape.count - 1, through: 2, by: -1) {
+            guard strides[axis] == expected else { return nil }
+            expected *= x.shape[axis]
+        }
+        chunk = expected
+        channelBlocks = (x.shape[1] + block - 1) / block
+        guard strides[1] == chunk, strides[0] == chunk * channelBlocks else { return nil }
+    }
+}
