@@ -60,7 +60,7 @@ public struct InferBenchmark {
         let out = scratch.appendingPathComponent("cams-\(ranks)x\(threads)")
         try MPILauncher.run(MPILauncher.currentExecutable, ranks: ranks, arguments: [
             "infer-cam", "--data", setup.shards.path, "--out", out.path, "--model", model.rawValue, "--weights", setup.weights.path,
-            "--threads", "\(threads)", "--log-level", "warning"])
+            "--threads", "\(threads)", "--conv-algorithm", ConvAlgorithm.preferred.rawValue, "--log-level", "warning"])
         let stats = try CAMInferenceStats.read(from: out)
         return Row(ranks: ranks, threads: threads, imagesPerSecond: Double(stats.images) / stats.seconds, peakMiBPerRank: stats.peakMiBPerRank)
     }

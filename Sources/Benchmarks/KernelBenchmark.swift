@@ -52,12 +52,13 @@ public struct KernelBenchmark {
             t.requiresGrad = true
             return t
         }
-        func conv(_ name: String, _ c: Int, _ o: Int, _ k: Int, stride: Int, hw: Int) -> Case {
-            let g = ConvGeometry(kernel: k, stride: stride, padding: k / 2)
+        func conv(_ name: String, _ c: Int, _ o: Int, _ k: Int, stride: Int, hw: Int, d: Int = 1, nb: Int? = nil) -> Case {
+            let n = nb ?? n
+            let g = ConvGeometry(kernel: k, stride: stride, padding: k / 2 * d, dilation: d)
             let out = g.outputSize(hw, hw)
             let flops = 2.0 * Double(n * o * out.h * out.w) * Double(c * k * k)
             return Case(name: name, flops: flops, bytes: 0, backwardFactor: c >= 16 ? 2 : 1) {
-                let layer = Conv2d(c, o, kernel: k, stride: stride, padding: k / 2, bias: false, rng: &rng)
+                let layer = Conv2d(c, o, kernel: k, stride: stride, padding: k / 2 * d, dilation: d, bias: false, rng: &rng)
                 // Inputs of inner layers arrive blocked, as they do inside the network.
                 let x = input([n, c, hw, hw])
                 let blocked = c >= 16 ? trainingLayout(x, &rng) : x
@@ -74,6 +75,22 @@ public struct KernelBenchmark {
             }
         }
         let tokens = 1025
+        if getenv("PCS_DIL") != nil { return [
+            conv("dl 256 d2 @41 b5", 256, 256, 3, stride: 1, hw: 41, d: 2, nb: 5),
+            conv("dl 256 poly @21 b20", 256, 256, 3, stride: 1, hw: 21, nb: 20),
+            conv("dl 512 d4 @41 b5", 512, 512, 3, stride: 1, hw: 41, d: 4, nb: 5),
+            conv("dl 512 poly @11 b80", 512, 512, 3, stride: 1, hw: 11, nb: 80),
+            conv("dl 64 @81 b5", 64, 64, 3, stride: 1, hw: 81, nb: 5),
+            conv("dl 128 @41 b5", 128, 128, 3, stride: 1, hw: 41, nb: 5),
+            conv("r38 512-1024 d2 @56 b2", 512, 1024, 3, stride: 1, hw: 56, d: 2, nb: 2),
+            conv("r38 512-1024 poly @28 b8", 512, 1024, 3, stride: 1, hw: 28, nb: 8),
+            conv("r38 1024 d2 @56 b2", 1024, 1024, 3, stride: 1, hw: 56, d: 2, nb: 2),
+            conv("r38 1024 poly @28 b8", 1024, 1024, 3, stride: 1, hw: 28, nb: 8),
+            conv("r38 512-1024 d4 @56 b2", 512, 1024, 3, stride: 1, hw: 56, d: 4, nb: 2),
+            conv("r38 512-1024 poly @14 b32", 512, 1024, 3, stride: 1, hw: 14, nb: 32),
+            conv("r38 256 @112 b2", 256, 256, 3, stride: 1, hw: 112, nb: 2),
+            conv("r38 512 @56 b2", 512, 512, 3, stride: 1, hw: 56, nb: 2),
+        ] }
         return [
             conv("conv 7x7 s2 3→64 @512", 3, 64, 7, stride: 2, hw: 512),
             conv("conv 1x1 64→256 @128", 64, 256, 1, stride: 1, hw: 128),

@@ -65,7 +65,7 @@ public struct TrainBenchmark {
         defer { try? FileManager.default.removeItem(at: run) }
         try MPILauncher.run(MPILauncher.currentExecutable, ranks: ranks, arguments: setup.stageArguments + [
             "--data", setup.shards.path, "--out", run.path, "--model", network, "--batch", "\(batch)", "--crop", "\(crop)",
-            "--epochs", "1000", "--max-steps", "\(steps)", "--threads", "\(threads)", "--keep", "0", "--log-level", "warning"] + extra,
+            "--epochs", "1000", "--max-steps", "\(steps)", "--threads", "\(threads)", "--conv-algorithm", ConvAlgorithm.preferred.rawValue, "--keep", "0", "--log-level", "warning"] + extra,
             launcher: launcher)
         let m = try TrainMetrics.read(run: run, batch: batch)
         return Row(ranks: ranks, threads: threads, imagesPerSecond: m.imagesPerSecond, stepSeconds: m.stepSeconds,

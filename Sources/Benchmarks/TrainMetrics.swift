@@ -1,6 +1,7 @@
 import Distributed
 import Formats
 import Foundation
+import NN
 
 /// What a `train-*` run's metrics.jsonl says about its speed: images/s averaged over the steps after the first (which
 /// pays for warm-up), the step time at the global batch, and the share of it spent waiting for gradient
@@ -40,7 +41,7 @@ public struct LayoutTrainRow {
     public static func measure(_ command: [String], ranks: Int, threads: Int, batch: Int, in scratch: URL) throws -> LayoutTrainRow {
         let run = scratch.appendingPathComponent("run-\(ranks)x\(threads)")
         let peak = try MPILauncher.run(MPILauncher.currentExecutable, ranks: ranks, arguments: command + [
-            "--out", run.path, "--threads", "\(threads)", "--log-level", "warning"])
+            "--out", run.path, "--threads", "\(threads)", "--conv-algorithm", ConvAlgorithm.preferred.rawValue, "--log-level", "warning"])
         let row = LayoutTrainRow(ranks: ranks, threads: threads, metrics: try TrainMetrics.read(run: run, batch: batch),
                                  peakMiBPerRank: peak)
         try? FileManager.default.removeItem(at: run)

@@ -48,25 +48,31 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvG
                  "conv2d: input \(x.shape) does not match weight \(weight.shape)")
     precondition(weight.shape[2] == g.kernel.h && weight.shape[3] == g.kernel.w, "conv2d: weight \(weight.shape) vs geometry \(g)")
     precondition(bias == nil || bias!.shape == [weight.shape[0]], "conv2d: bias \(bias!.shape) for weight \(weight.shape)")
-    let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
-    let out = g.outputSize(h, w)
+    let out = g.outputSize(x.shape[2], x.shape[3])
     precondition(out.h > 0 && out.w > 0, "conv2d: input \(x.shape) is too small for \(g)")
-    let yShape = [n, weight.shape[0], out.h, out.w]
     // One direction's multiply-adds: every output element sums C·kH·kW products (backward data and weights each
-    // do the same amount again).
-    let flops = 2 * Double(yShape.reduce(1, *)) * Double(weight.shape[1] * weight.shape[2] * weight.shape[3])
+    // do the same amount again). Counted for the convolution as written, whatever algorithm runs it.
+    let flops = 2 * Double(x.shape[0] * weight.shape[0] * out.h * out.w) * Double(weight.shape[1] * weight.shape[2] * weight.shape[3])
+    if let y = polyphaseConv2d(x, weight: weight, bias: bias, geometry: g, flops: flops) { return y }
+    return convolve(x, weight: weight, bias: bias, geometry: g, flops: flops)
+}
+
+/// The convolution on oneDNN primitives: Winograd where `ConvAlgorithm.preferred` asks for it and oneDNN has it
+/// for these shapes, the direct algorithm otherwise (Note [Winograd convolutions]).
+func convolve(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvGeometry, flops: Double) -> Tensor {
+    let out = g.outputSize(x.shape[2], x.shape[3])
+    let yShape = [x.shape[0], weight.shape[0], out.h, out.w]
     let training = Autograd.needsGrad(x, weight, bias)
     let shapes = "\(x.shape)\(weight.shape)\(bias != nil)\(g)"
+    let tryWinograd = ConvAlgorithm.preferred == .winograd && ConvAlgorithm.winogradShape(g)
 
-    let forward = PrimitiveCache.primitive("conv.fwd\(training)\(shapes)") {
-        var src = MemoryDesc.any(x.shape), wei = MemoryDesc.any(weight.shape), dst = MemoryDesc.any(yShape)
-        // A zero descriptor tells oneDNN there is no bias.
-        var bia = bias != nil ? MemoryDesc.plain([weight.shape[0]]) : dnnl_memory_desc_t()
-        var desc = dnnl_convolution_desc_t()
-        dnnlCheck(dnnl_dilated_convolution_forward_desc_init(
-            &desc, training ? dnnl_forward_training : dnnl_forward_inference, dnnl_convolution_direct,
-            &src, &wei, &bia, &dst, g.strides, g.dilates, g.paddings, g.paddings), "describe conv \(shapes)")
-        return makePrimitiveDesc(&desc, "conv \(shapes)")
+    func forwardPrimitive(_ algorithm: dnnl_alg_kind_t) -> Primitive? {
+        convForwardPrimitive(x.shape, weight.shape, bias: bias != nil, geometry: g, training: training, algorithm: algorithm)
+    }
+    let winogradForward = tryWinograd ? forwardPrimitive(dnnl_convolution_winograd) : nil
+    let algorithm = winogradForward != nil ? dnnl_convolution_winograd : dnnl_convolution_direct
+    guard let forward = winogradForward ?? forwardPrimitive(dnnl_convolution_direct) else {
+        preconditionFailure("oneDNN has no direct convolution for \(shapes)")
     }
     let src = Reorder.ensure(x, forward.desc(DNNL_ARG_SRC))
     let wei = weight.inLayout(forward.desc(DNNL_ARG_WEIGHTS))
@@ -78,15 +84,27 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvG
     FlopCounter.add(flops)
 
     guard training else { return y }
+    // The backward primitives use the forward's algorithm where oneDNN has it, the direct one otherwise.
+    func backwardPrimitive(_ kind: String, _ describe: (dnnl_alg_kind_t, inout dnnl_convolution_desc_t) -> Void) -> Primitive {
+        func make(_ algorithm: dnnl_alg_kind_t) -> Primitive? {
+            PrimitiveCache.optionalPrimitive("conv.\(kind)\(algorithm.rawValue)\(shapes)") {
+                var desc = dnnl_convolution_desc_t()
+                describe(algorithm, &desc)
+                return tryMakePrimitiveDesc(&desc, "conv \(kind) \(shapes)", hint: forward.pd)
+            }
+        }
+        guard let p = (algorithm == dnnl_convolution_winograd ? make(algorithm) : nil) ?? make(dnnl_convolution_direct) else {
+            preconditionFailure("oneDNN has no direct convolution \(kind) for \(shapes)")
+        }
+        return p
+    }
     Autograd.record(y) { dy in
         if x.requiresGrad {
-            let bwd = PrimitiveCache.primitive("conv.bwd_data\(shapes)") {
+            let bwd = backwardPrimitive("bwd_data") { algorithm, desc in
                 var diffSrc = MemoryDesc.any(x.shape), wei = MemoryDesc.any(weight.shape), diffDst = MemoryDesc.any(yShape)
-                var desc = dnnl_convolution_desc_t()
                 dnnlCheck(dnnl_dilated_convolution_backward_data_desc_init(
-                    &desc, dnnl_convolution_direct, &diffSrc, &wei, &diffDst, g.strides, g.dilates, g.paddings, g.paddings),
+                    &desc, algorithm, &diffSrc, &wei, &diffDst, g.strides, g.dilates, g.paddings, g.paddings),
                           "describe conv backward-data \(shapes)")
-                return makePrimitiveDesc(&desc, "conv backward-data \(shapes)", hint: forward.pd)
             }
             let diffDst = Reorder.ensure(dy, bwd.desc(DNNL_ARG_DIFF_DST))
             let wei = weight.inLayout(bwd.desc(DNNL_ARG_WEIGHTS))
@@ -97,14 +115,12 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvG
             x.accumulateGrad(dx)
         }
         if weight.requiresGrad || bias?.requiresGrad == true {
-            let bwd = PrimitiveCache.primitive("conv.bwd_weights\(shapes)") {
+            let bwd = backwardPrimitive("bwd_weights") { algorithm, desc in
                 var src = MemoryDesc.any(x.shape), diffWei = MemoryDesc.any(weight.shape), diffDst = MemoryDesc.any(yShape)
                 var diffBias = bias != nil ? MemoryDesc.plain([weight.shape[0]]) : dnnl_memory_desc_t()
-                var desc = dnnl_convolution_desc_t()
                 dnnlCheck(dnnl_dilated_convolution_backward_weights_desc_init(
-                    &desc, dnnl_convolution_direct, &src, &diffWei, &diffBias, &diffDst,
+                    &desc, algorithm, &src, &diffWei, &diffBias, &diffDst,
                     g.strides, g.dilates, g.paddings, g.paddings), "describe conv backward-weights \(shapes)")
-                return makePrimitiveDesc(&desc, "conv backward-weights \(shapes)", hint: forward.pd)
             }
             let srcB = Reorder.ensure(src, bwd.desc(DNNL_ARG_SRC))
             let diffDst = Reorder.ensure(dy, bwd.desc(DNNL_ARG_DIFF_DST))
@@ -122,10 +138,39 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvG
     return y
 }
 
+/// The forward convolution primitive for these shapes and algorithm (cached), or nil where oneDNN has no
+/// implementation of the algorithm for them.
+func convForwardPrimitive(_ xShape: [Int], _ weightShape: [Int], bias: Bool, geometry g: ConvGeometry, training: Bool,
+                          algorithm: dnnl_alg_kind_t) -> Primitive? {
+    let out = g.outputSize(xShape[2], xShape[3])
+    let yShape = [xShape[0], weightShape[0], out.h, out.w]
+    let shapes = "\(xShape)\(weightShape)\(bias)\(g)"
+    return PrimitiveCache.optionalPrimitive("conv.fwd\(training)\(algorithm.rawValue)\(shapes)") {
+        var src = MemoryDesc.any(xShape), wei = MemoryDesc.any(weightShape), dst = MemoryDesc.any(yShape)
+        // A zero descriptor tells oneDNN there is no bias.
+        var bia = bias ? MemoryDesc.plain([weightShape[0]]) : dnnl_memory_desc_t()
+        var desc = dnnl_convolution_desc_t()
+        dnnlCheck(dnnl_dilated_convolution_forward_desc_init(
+            &desc, training ? dnnl_forward_training : dnnl_forward_inference, algorithm,
+            &src, &wei, &bia, &dst, g.strides, g.dilates, g.paddings, g.paddings), "describe conv \(shapes)")
+        return tryMakePrimitiveDesc(&desc, "conv \(shapes)")
+    }
+}
+
 /// Creates a primitive descriptor from an op descriptor (any of oneDNN's `*_desc_t`), optionally with the
 /// forward descriptor a backward primitive needs as a hint.
 func makePrimitiveDesc<D>(_ desc: inout D, _ what: String, hint: dnnl_primitive_desc_t? = nil,
                           outputScale: Float? = nil) -> dnnl_primitive_desc_t {
+    guard let pd = tryMakePrimitiveDesc(&desc, what, hint: hint, outputScale: outputScale) else {
+        preconditionFailure("oneDNN has no implementation of \(what)")
+    }
+    return pd
+}
+
+/// As `makePrimitiveDesc`, but nil where oneDNN has no implementation for the descriptor (an algorithm such as
+/// Winograd that only some shapes have); any other failure stops.
+func tryMakePrimitiveDesc<D>(_ desc: inout D, _ what: String, hint: dnnl_primitive_desc_t? = nil,
+                             outputScale: Float? = nil) -> dnnl_primitive_desc_t? {
     var pd: dnnl_primitive_desc_t?
     var attr: dnnl_primitive_attr_t?
     if var scale = outputScale {
@@ -133,9 +178,11 @@ func makePrimitiveDesc<D>(_ desc: inout D, _ what: String, hint: dnnl_primitive_
         dnnlCheck(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &scale), "output scale of \(what)")
     }
     defer { if let attr { dnnl_primitive_attr_destroy(attr) } }
-    withUnsafePointer(to: &desc) { p in
-        dnnlCheck(dnnl_primitive_desc_create(&pd, UnsafeRawPointer(p), attr, DNNLRuntime.shared.engine, hint), "create \(what)")
+    let status = withUnsafePointer(to: &desc) { p in
+        dnnl_primitive_desc_create(&pd, UnsafeRawPointer(p), attr, DNNLRuntime.shared.engine, hint)
     }
+    if status == dnnl_unimplemented { return nil }
+    dnnlCheck(status, "create \(what)")
     return pd!
 }
 

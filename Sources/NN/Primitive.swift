@@ -30,6 +30,13 @@ public final class Primitive {
         return md.pointee
     }
 
+    /// oneDNN's name for the implementation it picked (e.g. `jit:avx512_core`, `jit_wino_4x3:avx512_core`).
+    public var implementation: String {
+        var name: UnsafePointer<CChar>?
+        guard dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &name) == dnnl_success, let name else { return "?" }
+        return String(cString: name)
+    }
+
     /// Runs the primitive on raw buffers laid out as `desc(arg)` says, and waits for it.
     public func execute(_ buffers: [(Int32, UnsafeMutableRawPointer)]) {
         args.removeAll(keepingCapacity: true)
@@ -73,6 +80,19 @@ public enum PrimitiveCache {
         created += 1
         return p
     }
+
+    /// As `primitive`, for a descriptor oneDNN may not implement (`make` returns nil): the answer, either way, is
+    /// cached, so an unimplemented algorithm is asked about once per shape.
+    static func optionalPrimitive(_ key: String, make: () -> dnnl_primitive_desc_t?) -> Primitive? {
+        if let p = cache[key] { return p }
+        if unimplemented.contains(key) { return nil }
+        guard let pd = make() else { unimplemented.insert(key); return nil }
+        let p = Primitive(pd)
+        cache[key] = p
+        created += 1
+        return p
+    }
+    nonisolated(unsafe) private static var unimplemented: Set<String> = []
 
     /// A string that identifies a memory descriptor's layout (for cache keys).
     static func key(_ md: dnnl_memory_desc_t) -> String {

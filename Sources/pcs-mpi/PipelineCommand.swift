@@ -335,7 +335,7 @@ struct PipelineCommand: ParsableCommand {
 
     /// Parses and runs one stage command in this process, with the pipeline's global options.
     private func runStage(_ name: String, _ arguments: [String]) throws {
-        let globals = ["--log-level", global.logLevel.rawValue] + (global.threads.map { ["--threads", String($0)] } ?? [])
+        let globals = ["--log-level", global.logLevel.rawValue, "--conv-algorithm", global.convAlgorithm.rawValue] + (global.threads.map { ["--threads", String($0)] } ?? [])
         var command: ParsableCommand
         do {
             command = try PCSMPI.parseAsRoot(arguments + globals)
