@@ -35,12 +35,17 @@ public struct KernelBenchmark {
         var make: () -> (forward: () -> Tensor, parameters: [Tensor])
     }
 
+    /// Which network's layers: Conformer-S's (the default), or the 3×3 layers of ResNet-38d and DeepLab-v2.
+    public enum Layers: String, CaseIterable, Sendable { case conformer, dilated }
+
     public var repeats: Int
     public var batch: Int
+    public var layers: Layers
 
-    public init(repeats: Int = 5, batch: Int = 2) {
+    public init(repeats: Int = 5, batch: Int = 2, layers: Layers = .conformer) {
         self.repeats = repeats
         self.batch = batch
+        self.layers = layers
     }
 
     func cases() -> [Case] {
@@ -52,8 +57,8 @@ public struct KernelBenchmark {
             t.requiresGrad = true
             return t
         }
-        func conv(_ name: String, _ c: Int, _ o: Int, _ k: Int, stride: Int, hw: Int, d: Int = 1, nb: Int? = nil) -> Case {
-            let n = nb ?? n
+        func conv(_ name: String, _ c: Int, _ o: Int, _ k: Int, stride: Int, hw: Int, dilation d: Int = 1, batch: Int? = nil) -> Case {
+            let n = batch ?? n
             let g = ConvGeometry(kernel: k, stride: stride, padding: k / 2 * d, dilation: d)
             let out = g.outputSize(hw, hw)
             let flops = 2.0 * Double(n * o * out.h * out.w) * Double(c * k * k)
@@ -75,22 +80,23 @@ public struct KernelBenchmark {
             }
         }
         let tokens = 1025
-        if getenv("PCS_DIL") != nil { return [
-            conv("dl 256 d2 @41 b5", 256, 256, 3, stride: 1, hw: 41, d: 2, nb: 5),
-            conv("dl 256 poly @21 b20", 256, 256, 3, stride: 1, hw: 21, nb: 20),
-            conv("dl 512 d4 @41 b5", 512, 512, 3, stride: 1, hw: 41, d: 4, nb: 5),
-            conv("dl 512 poly @11 b80", 512, 512, 3, stride: 1, hw: 11, nb: 80),
-            conv("dl 64 @81 b5", 64, 64, 3, stride: 1, hw: 81, nb: 5),
-            conv("dl 128 @41 b5", 128, 128, 3, stride: 1, hw: 41, nb: 5),
-            conv("r38 512-1024 d2 @56 b2", 512, 1024, 3, stride: 1, hw: 56, d: 2, nb: 2),
-            conv("r38 512-1024 poly @28 b8", 512, 1024, 3, stride: 1, hw: 28, nb: 8),
-            conv("r38 1024 d2 @56 b2", 1024, 1024, 3, stride: 1, hw: 56, d: 2, nb: 2),
-            conv("r38 1024 poly @28 b8", 1024, 1024, 3, stride: 1, hw: 28, nb: 8),
-            conv("r38 512-1024 d4 @56 b2", 512, 1024, 3, stride: 1, hw: 56, d: 4, nb: 2),
-            conv("r38 512-1024 poly @14 b32", 512, 1024, 3, stride: 1, hw: 14, nb: 32),
-            conv("r38 256 @112 b2", 256, 256, 3, stride: 1, hw: 112, nb: 2),
-            conv("r38 512 @56 b2", 512, 512, 3, stride: 1, hw: 56, nb: 2),
-        ] }
+        if layers == .dilated {
+            // ResNet-38d at crop 448 (stride 8: 56 × 56), batch 2, and DeepLab-v2 at crop 321 (41 × 41), batch 5:
+            // the 3×3 layers, dilated ones included (run as sub-grid Winograd convolutions unless
+            // --conv-algorithm direct).
+            return [
+                conv("resnet38 b3 3x3 256 @112 ×2", 256, 256, 3, stride: 1, hw: 112, batch: 2),
+                conv("resnet38 b4 3x3 512 @56 ×2", 512, 512, 3, stride: 1, hw: 56, batch: 2),
+                conv("resnet38 b5 3x3 512→1024 d2 @56 ×2", 512, 1024, 3, stride: 1, hw: 56, dilation: 2, batch: 2),
+                conv("resnet38 b5 3x3 1024→512 d2 @56 ×2", 1024, 512, 3, stride: 1, hw: 56, dilation: 2, batch: 2),
+                conv("resnet38 b6 3x3 512→1024 d4 @56 ×2", 512, 1024, 3, stride: 1, hw: 56, dilation: 4, batch: 2),
+                conv("resnet38 b7 3x3 1024→2048 d4 @56 ×2", 1024, 2048, 3, stride: 1, hw: 56, dilation: 4, batch: 2),
+                conv("deeplab layer1 3x3 64 @81 ×5", 64, 64, 3, stride: 1, hw: 81, batch: 5),
+                conv("deeplab layer2 3x3 128 @41 ×5", 128, 128, 3, stride: 1, hw: 41, batch: 5),
+                conv("deeplab layer3 3x3 256 d2 @41 ×5", 256, 256, 3, stride: 1, hw: 41, dilation: 2, batch: 5),
+                conv("deeplab layer4 3x3 512 d4 @41 ×5", 512, 512, 3, stride: 1, hw: 41, dilation: 4, batch: 5),
+            ]
+        }
         return [
             conv("conv 7x7 s2 3→64 @512", 3, 64, 7, stride: 2, hw: 512),
             conv("conv 1x1 64→256 @128", 64, 256, 1, stride: 1, hw: 128),

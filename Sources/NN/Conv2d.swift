@@ -59,31 +59,40 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvG
 
 /// The convolution on oneDNN primitives: Winograd where `ConvAlgorithm.preferred` asks for it and oneDNN has it
 /// for these shapes, the direct algorithm otherwise (Note [Winograd convolutions]).
-func convolve(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvGeometry, flops: Double) -> Tensor {
-    let out = g.outputSize(x.shape[2], x.shape[3])
-    let yShape = [x.shape[0], weight.shape[0], out.h, out.w]
+///
+/// With `phases` d > 1, x is the input of a dilated convolution that runs on its d² sub-grids (`Polyphase.swift`)
+/// and `g` is the sub-grid convolution's geometry: x is gathered before the primitive, the result and the data
+/// gradient scattered back after it. The gathered input is not kept for backward: the weight gradient gathers x
+/// again, rather than hold a second copy of every dilated layer's input until then.
+func convolve(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvGeometry, flops: Double, phases d: Int = 1) -> Tensor {
+    let (h, w) = (x.shape[2], x.shape[3])
+    let xShape = d == 1 ? x.shape : polyphaseShape(x.shape, dilation: d)
+    let out = g.outputSize(xShape[2], xShape[3])
+    let yShape = [xShape[0], weight.shape[0], out.h, out.w]
     let training = Autograd.needsGrad(x, weight, bias)
-    let shapes = "\(x.shape)\(weight.shape)\(bias != nil)\(g)"
+    let shapes = "\(xShape)\(weight.shape)\(bias != nil)\(g)"
     let tryWinograd = ConvAlgorithm.preferred == .winograd && ConvAlgorithm.winogradShape(g)
 
     func forwardPrimitive(_ algorithm: dnnl_alg_kind_t) -> Primitive? {
-        convForwardPrimitive(x.shape, weight.shape, bias: bias != nil, geometry: g, training: training, algorithm: algorithm)
+        convForwardPrimitive(xShape, weight.shape, bias: bias != nil, geometry: g, training: training, algorithm: algorithm)
     }
     let winogradForward = tryWinograd ? forwardPrimitive(dnnl_convolution_winograd) : nil
     let algorithm = winogradForward != nil ? dnnl_convolution_winograd : dnnl_convolution_direct
     guard let forward = winogradForward ?? forwardPrimitive(dnnl_convolution_direct) else {
         preconditionFailure("oneDNN has no direct convolution for \(shapes)")
     }
-    let src = Reorder.ensure(x, forward.desc(DNNL_ARG_SRC))
+    let src = Reorder.ensure(d == 1 ? x : polyphaseSplit(x, dilation: d), forward.desc(DNNL_ARG_SRC))
     let wei = weight.inLayout(forward.desc(DNNL_ARG_WEIGHTS))
-    let y = Tensor(shape: yShape, desc: forward.desc(DNNL_ARG_DST))
+    let result = Tensor(shape: yShape, desc: forward.desc(DNNL_ARG_DST))
     var args: [(Int32, UnsafeMutableRawPointer)] = [(DNNL_ARG_SRC, src.storage.data), (DNNL_ARG_WEIGHTS, wei.storage.data),
-                                                    (DNNL_ARG_DST, y.storage.data)]
+                                                    (DNNL_ARG_DST, result.storage.data)]
     if let bias { args.append((DNNL_ARG_BIAS, bias.storage.data)) }
     forward.execute(args)
     FlopCounter.add(flops)
+    let y = d == 1 ? result : polyphaseMerge(result, dilation: d, height: h, width: w)
 
     guard training else { return y }
+    let saved = d == 1 ? src : x
     // The backward primitives use the forward's algorithm where oneDNN has it, the direct one otherwise.
     func backwardPrimitive(_ kind: String, _ describe: (dnnl_alg_kind_t, inout dnnl_convolution_desc_t) -> Void) -> Primitive {
         func make(_ algorithm: dnnl_alg_kind_t) -> Primitive? {
@@ -99,30 +108,31 @@ func convolve(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvGeomet
         return p
     }
     Autograd.record(y) { dy in
+        let dy = d == 1 ? dy : polyphaseSplit(dy, dilation: d)
         if x.requiresGrad {
             let bwd = backwardPrimitive("bwd_data") { algorithm, desc in
-                var diffSrc = MemoryDesc.any(x.shape), wei = MemoryDesc.any(weight.shape), diffDst = MemoryDesc.any(yShape)
+                var diffSrc = MemoryDesc.any(xShape), wei = MemoryDesc.any(weight.shape), diffDst = MemoryDesc.any(yShape)
                 dnnlCheck(dnnl_dilated_convolution_backward_data_desc_init(
                     &desc, algorithm, &diffSrc, &wei, &diffDst, g.strides, g.dilates, g.paddings, g.paddings),
                           "describe conv backward-data \(shapes)")
             }
             let diffDst = Reorder.ensure(dy, bwd.desc(DNNL_ARG_DIFF_DST))
             let wei = weight.inLayout(bwd.desc(DNNL_ARG_WEIGHTS))
-            let dx = Tensor(shape: x.shape, desc: bwd.desc(DNNL_ARG_DIFF_SRC))
+            let dx = Tensor(shape: xShape, desc: bwd.desc(DNNL_ARG_DIFF_SRC))
             bwd.execute([(DNNL_ARG_DIFF_DST, diffDst.storage.data), (DNNL_ARG_WEIGHTS, wei.storage.data),
                          (DNNL_ARG_DIFF_SRC, dx.storage.data)])
             FlopCounter.add(flops)
-            x.accumulateGrad(dx)
+            x.accumulateGrad(d == 1 ? dx : polyphaseMerge(dx, dilation: d, height: h, width: w))
         }
         if weight.requiresGrad || bias?.requiresGrad == true {
             let bwd = backwardPrimitive("bwd_weights") { algorithm, desc in
-                var src = MemoryDesc.any(x.shape), diffWei = MemoryDesc.any(weight.shape), diffDst = MemoryDesc.any(yShape)
+                var src = MemoryDesc.any(xShape), diffWei = MemoryDesc.any(weight.shape), diffDst = MemoryDesc.any(yShape)
                 var diffBias = bias != nil ? MemoryDesc.plain([weight.shape[0]]) : dnnl_memory_desc_t()
                 dnnlCheck(dnnl_dilated_convolution_backward_weights_desc_init(
                     &desc, algorithm, &src, &diffWei, &diffBias, &diffDst,
                     g.strides, g.dilates, g.paddings, g.paddings), "describe conv backward-weights \(shapes)")
             }
-            let srcB = Reorder.ensure(src, bwd.desc(DNNL_ARG_SRC))
+            let srcB = Reorder.ensure(d == 1 ? saved : polyphaseSplit(saved, dilation: d), bwd.desc(DNNL_ARG_SRC))
             let diffDst = Reorder.ensure(dy, bwd.desc(DNNL_ARG_DIFF_DST))
             let dW = Tensor(shape: weight.shape, desc: bwd.desc(DNNL_ARG_DIFF_WEIGHTS))
             var args: [(Int32, UnsafeMutableRawPointer)] = [(DNNL_ARG_SRC, srcB.storage.data), (DNNL_ARG_DIFF_DST, diffDst.storage.data),

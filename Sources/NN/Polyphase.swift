@@ -8,8 +8,8 @@ import CDNNL
 /// zero-extended to ⌈H/d⌉ × ⌈W/d⌉, convolved with the same weights at dilation 1 and padding 1, gives exactly
 /// the output pixels of that phase (the zero extension stands where the dilated convolution reads its zero
 /// padding). The d² sub-grids go into the batch axis (sample (a·d + b)·N + n), one convolution runs them all,
-/// and the results are scattered back. The gather and the scatter are each other's adjoint, so each one's
-/// backward is the other.
+/// and the results are scattered back (`convolve(…, phases: d)`). The gather and the scatter are each other's
+/// adjoint, so each one's backward is the other.
 ///
 /// nil when this does not apply or would not pay: another algorithm is preferred, another geometry, a layout
 /// other than plain or one channel block, sub-grids under `minimumSubgrid` pixels a side (Winograd computes
@@ -25,9 +25,12 @@ func polyphaseConv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: Con
     let training = Autograd.isRecording && [x, weight, bias].contains { $0?.requiresGrad == true }
     guard convForwardPrimitive([n * d * d, x.shape[1], subH, subW], weight.shape, bias: bias != nil, geometry: inner,
                                training: training, algorithm: dnnl_convolution_winograd) != nil else { return nil }
-    let subgrids = polyphaseSplit(x, dilation: d)
-    let y = convolve(subgrids, weight: weight, bias: bias, geometry: inner, flops: flops)
-    return polyphaseMerge(y, dilation: d, height: h, width: w)
+    return convolve(x, weight: weight, bias: bias, geometry: inner, flops: flops, phases: d)
+}
+
+/// The shape `polyphaseSplit` gives an (N, C, H, W) input.
+func polyphaseShape(_ shape: [Int], dilation d: Int) -> [Int] {
+    [d * d * shape[0], shape[1], (shape[2] + d - 1) / d, (shape[3] + d - 1) / d]
 }
 
 /// Sub-grids narrower than this run as dilated convolutions: measured on DeepLab's layer4 (d 4), 11 × 11
@@ -35,12 +38,12 @@ func polyphaseConv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: Con
 private let minimumSubgrid = 4
 
 /// (N, C, H, W) → (d²·N, C, ⌈H/d⌉, ⌈W/d⌉): sample (a·d + b)·N + n holds x[n, :, a + i·d, b + j·d], zero past
-/// the edge. Keeps x's layout (plain or blocked channels).
+/// the edge. Keeps x's layout (plain, blocked channels or NHWC). Records no gradient (`convolve` does).
 func polyphaseSplit(_ x: Tensor, dilation d: Int) -> Tensor {
     guard let layout = ChannelChunks(x) else { return polyphaseSplit(x.plain(), dilation: d) }
-    let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-    let (subH, subW) = ((h + d - 1) / d, (w + d - 1) / d)
-    let shape = [d * d * n, c, subH, subW]
+    let (n, h, w) = (x.shape[0], x.shape[2], x.shape[3])
+    let shape = polyphaseShape(x.shape, dilation: d)
+    let (subH, subW) = (shape[2], shape[3])
     let out = Tensor(shape: shape, desc: layout.desc(shape))
     let (src, dst, block, blocks) = (x.storage.floats, out.storage.floats, layout.block, layout.channelBlocks)
     ComputeThreads.parallelRanges(d * d * n * blocks, minimumPerThread: 1) { range in
@@ -60,14 +63,11 @@ func polyphaseSplit(_ x: Tensor, dilation d: Int) -> Tensor {
             }
         }
     }
-    if Autograd.needsGrad(x) {
-        Autograd.record(out) { [x = x.slot] dy in x.accumulateGrad(polyphaseMerge(dy, dilation: d, height: h, width: w)) }
-    }
     return withExtendedLifetime(x) { out }
 }
 
 /// The inverse of `polyphaseSplit`: (d²·N, C, ⌈H/d⌉, ⌈W/d⌉) → (N, C, H, W), dropping the zero extension. Keeps
-/// y's layout.
+/// y's layout. Records no gradient.
 func polyphaseMerge(_ y: Tensor, dilation d: Int, height h: Int, width w: Int) -> Tensor {
     guard let layout = ChannelChunks(y) else { return polyphaseMerge(y.plain(), dilation: d, height: h, width: w) }
     let (n, c, subH, subW) = (y.shape[0] / (d * d), y.shape[1], y.shape[2], y.shape[3])
@@ -90,9 +90,6 @@ func polyphaseMerge(_ y: Tensor, dilation d: Int, height h: Int, width w: Int) -
                 }
             }
         }
-    }
-    if Autograd.needsGrad(y) {
-        Autograd.record(out) { [y = y.slot] dy in y.accumulateGrad(polyphaseSplit(dy, dilation: d)) }
     }
     return withExtendedLifetime(y) { out }
 }

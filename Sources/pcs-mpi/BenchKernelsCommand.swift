@@ -5,10 +5,12 @@ import Formats
 import Foundation
 import NN
 
+extension KernelBenchmark.Layers: ExpressibleByArgument {}
+
 struct BenchKernelsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kernels",
-        abstract: "Conformer-S's layers at 512x512, batch 2, forward and backward, against the sgemm peak.",
+        abstract: "Conformer-S's layers at 512x512, batch 2 (or the 3x3 layers of ResNet-38d and DeepLab), forward and backward, against the FMA and sgemm peaks.",
         discussion: """
         Compute-bound layers: GFLOP/s and % of cblas_sgemm measured in the same run (backward counts 2x the \
         forward FLOPs: data and weight gradients). Memory-bound layers: GB/s against memcpy. `reorders` counts the \
@@ -20,8 +22,11 @@ struct BenchKernelsCommand: ParsableCommand {
     @Option(help: "Timed repetitions per layer (best is reported).")
     var repeats: Int = 5
 
-    @Option(help: "Batch size.")
+    @Option(help: "Batch size (Conformer-S's layers).")
     var batch: Int = 2
+
+    @Option(help: "Which layers: conformer (Conformer-S at 512x512), or dilated (the 3x3 layers of ResNet-38d at crop 448, batch 2, and DeepLab-v2 at crop 321, batch 5, dilated ones included; compare with --conv-algorithm direct).")
+    var layers: KernelBenchmark.Layers = .conformer
 
     @Option(help: "PyTorch results (JSON from scripts/bench/bench_kernels_torch.py) to compare against.")
     var torch: String?
@@ -53,7 +58,7 @@ struct BenchKernelsCommand: ParsableCommand {
         print("layer                              fwd ms   bwd ms   fwd rate  %FMA %sgemm   bwd rate  %FMA %sgemm reorders in-oneDNN"
               + (torch != nil ? "  vs torch fwd/bwd  FLOP count / torch's fwd/bwd" : ""))
         StoragePool.resetPeak()
-        let results = KernelBenchmark(repeats: repeats, batch: batch).run { r in
+        let results = KernelBenchmark(repeats: repeats, batch: batch, layers: layers).run { r in
             // Memory-bound layers (GB/s) are put against memcpy, in the %sgemm column.
             let (fma, sgemm) = r.unit == "GFLOP/s" ? (peaks.fma, peaks.sgemm) : (.nan, copy)
             var line = r.layer.padding(toLength: 33, withPad: " ", startingAt: 0)
