@@ -85,16 +85,16 @@ public struct KernelBenchmark {
             // the 3×3 layers, dilated ones included (run as sub-grid Winograd convolutions unless
             // --conv-algorithm direct).
             return [
-                conv("resnet38 b3 3x3 256 @112 ×2", 256, 256, 3, stride: 1, hw: 112, batch: 2),
-                conv("resnet38 b4 3x3 512 @56 ×2", 512, 512, 3, stride: 1, hw: 56, batch: 2),
-                conv("resnet38 b5 3x3 512→1024 d2 @56 ×2", 512, 1024, 3, stride: 1, hw: 56, dilation: 2, batch: 2),
-                conv("resnet38 b5 3x3 1024→512 d2 @56 ×2", 1024, 512, 3, stride: 1, hw: 56, dilation: 2, batch: 2),
-                conv("resnet38 b6 3x3 512→1024 d4 @56 ×2", 512, 1024, 3, stride: 1, hw: 56, dilation: 4, batch: 2),
-                conv("resnet38 b7 3x3 1024→2048 d4 @56 ×2", 1024, 2048, 3, stride: 1, hw: 56, dilation: 4, batch: 2),
-                conv("deeplab layer1 3x3 64 @81 ×5", 64, 64, 3, stride: 1, hw: 81, batch: 5),
-                conv("deeplab layer2 3x3 128 @41 ×5", 128, 128, 3, stride: 1, hw: 41, batch: 5),
-                conv("deeplab layer3 3x3 256 d2 @41 ×5", 256, 256, 3, stride: 1, hw: 41, dilation: 2, batch: 5),
-                conv("deeplab layer4 3x3 512 d4 @41 ×5", 512, 512, 3, stride: 1, hw: 41, dilation: 4, batch: 5),
+                conv("resnet38 b3 256 @112 ×2", 256, 256, 3, stride: 1, hw: 112, batch: 2),
+                conv("resnet38 b4 512 @56 ×2", 512, 512, 3, stride: 1, hw: 56, batch: 2),
+                conv("resnet38 b5 512→1024 d2 @56 ×2", 512, 1024, 3, stride: 1, hw: 56, dilation: 2, batch: 2),
+                conv("resnet38 b5 1024→512 d2 @56 ×2", 1024, 512, 3, stride: 1, hw: 56, dilation: 2, batch: 2),
+                conv("resnet38 b6 512→1024 d4 @56 ×2", 512, 1024, 3, stride: 1, hw: 56, dilation: 4, batch: 2),
+                conv("resnet38 b7 1024→2048 d4 @56 ×2", 1024, 2048, 3, stride: 1, hw: 56, dilation: 4, batch: 2),
+                conv("deeplab layer1 64 @81 ×5", 64, 64, 3, stride: 1, hw: 81, batch: 5),
+                conv("deeplab layer2 128 @41 ×5", 128, 128, 3, stride: 1, hw: 41, batch: 5),
+                conv("deeplab layer3 256 d2 @41 ×5", 256, 256, 3, stride: 1, hw: 41, dilation: 2, batch: 5),
+                conv("deeplab layer4 512 d4 @41 ×5", 512, 512, 3, stride: 1, hw: 41, dilation: 4, batch: 5),
             ]
         }
         return [

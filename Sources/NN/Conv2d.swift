@@ -155,6 +155,10 @@ func convForwardPrimitive(_ xShape: [Int], _ weightShape: [Int], bias: Bool, geo
     let out = g.outputSize(xShape[2], xShape[3])
     let yShape = [xShape[0], weightShape[0], out.h, out.w]
     let shapes = "\(xShape)\(weightShape)\(bias)\(g)"
+    // Winograd runs in training mode even for inference: oneDNN's inference kernel wants its weights pre-transformed
+    // into a layout of their own per shape, a copy of every 3×3 weight per input size (1.6 GiB more for DeepLab's
+    // three MSC scales), where the training kernel transforms the blocked weights as it goes.
+    let training = training || algorithm == dnnl_convolution_winograd
     return PrimitiveCache.optionalPrimitive("conv.fwd\(training)\(algorithm.rawValue)\(shapes)") {
         var src = MemoryDesc.any(xShape), wei = MemoryDesc.any(weightShape), dst = MemoryDesc.any(yShape)
         // A zero descriptor tells oneDNN there is no bias.

@@ -12,7 +12,7 @@ import CDNNL
 /// adjoint, so each one's backward is the other.
 ///
 /// nil when this does not apply or would not pay: another algorithm is preferred, another geometry, a layout
-/// other than plain or one channel block, sub-grids under `minimumSubgrid` pixels a side (Winograd computes
+/// other than plain, one channel block or NHWC, sub-grids under `minimumSubgrid` pixels a side (Winograd computes
 /// 4 × 4 output tiles, so tiny grids are mostly padding), or no Winograd kernel for the sub-grid convolution.
 func polyphaseConv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvGeometry, flops: Double) -> Tensor? {
     let d = g.dilation.h
@@ -33,8 +33,8 @@ func polyphaseShape(_ shape: [Int], dilation d: Int) -> [Int] {
     [d * d * shape[0], shape[1], (shape[2] + d - 1) / d, (shape[3] + d - 1) / d]
 }
 
-/// Sub-grids narrower than this run as dilated convolutions: measured on DeepLab's layer4 (d 4), 11 × 11
-/// sub-grids ran 2× faster than the dilated convolution.
+/// Sub-grids narrower than this run as dilated convolutions. DeepLab's layer4 at crop 321 (d 4: 11 × 11
+/// sub-grids) ran 1.7× faster than the dilated convolution; below 4 a side most of each tile is padding.
 private let minimumSubgrid = 4
 
 /// (N, C, H, W) → (d²·N, C, ⌈H/d⌉, ⌈W/d⌉): sample (a·d + b)·N + n holds x[n, :, a + i·d, b + j·d], zero past
@@ -46,20 +46,19 @@ func polyphaseSplit(_ x: Tensor, dilation d: Int) -> Tensor {
     let (subH, subW) = (shape[2], shape[3])
     let out = Tensor(shape: shape, desc: layout.desc(shape))
     let (src, dst, block, blocks) = (x.storage.floats, out.storage.floats, layout.block, layout.channelBlocks)
-    ComputeThreads.parallelRanges(d * d * n * blocks, minimumPerThread: 1) { range in
+    // One task per output row, so that one image in NHWC (a single chunk) still spreads over the threads.
+    ComputeThreads.parallelRanges(d * d * n * blocks * subH, minimumPerThread: 8) { range in
         for task in range {
-            let (sample, cb) = (task / blocks, task % blocks)
+            let (chunk, i) = (task / subH, task % subH)
+            let (sample, cb) = (chunk / blocks, chunk % blocks)
             let (phase, image) = (sample / n, sample % n)
             let (a, b) = (phase / d, phase % d)
-            let from = src + (image * blocks + cb) * layout.chunk
-            var to = dst + task * subH * subW * block
-            for i in 0..<subH {
-                let r = a + i * d
-                for j in 0..<subW {
-                    let col = b + j * d
-                    if r < h && col < w { to.update(from: from + (r * w + col) * block, count: block) } else { to.update(repeating: 0, count: block) }
-                    to += block
-                }
+            let (r, from) = (a + i * d, src + (image * blocks + cb) * layout.chunk)
+            var to = dst + task * subW * block
+            for j in 0..<subW {
+                let col = b + j * d
+                if r < h && col < w { to.update(from: from + (r * w + col) * block, count: block) } else { to.update(repeating: 0, count: block) }
+                to += block
             }
         }
     }
@@ -77,17 +76,16 @@ func polyphaseMerge(_ y: Tensor, dilation d: Int, height h: Int, width w: Int) -
     let out = Tensor(shape: shape, desc: layout.desc(shape))
     let (src, dst, block, blocks) = (y.storage.floats, out.storage.floats, layout.block, layout.channelBlocks)
     let subChunk = subH * subW * block
-    ComputeThreads.parallelRanges(n * blocks, minimumPerThread: 1) { range in
+    ComputeThreads.parallelRanges(n * blocks * h, minimumPerThread: 8) { range in
         for task in range {
-            let (image, cb) = (task / blocks, task % blocks)
-            var to = dst + task * h * w * block
-            for r in 0..<h {
-                let (a, i) = (r % d, r / d)
-                for col in 0..<w {
-                    let sample = (a * d + col % d) * n + image
-                    to.update(from: src + (sample * blocks + cb) * subChunk + (i * subW + col / d) * block, count: block)
-                    to += block
-                }
+            let (chunk, r) = (task / h, task % h)
+            let (image, cb) = (chunk / blocks, chunk % blocks)
+            let (a, i) = (r % d, r / d)
+            var to = dst + task * w * block
+            for col in 0..<w {
+                let sample = (a * d + col % d) * n + image
+                to.update(from: src + (sample * blocks + cb) * subChunk + (i * subW + col / d) * block, count: block)
+                to += block
             }
         }
     }
