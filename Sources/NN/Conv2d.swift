@@ -71,7 +71,9 @@ func convolve(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvGeomet
     let yShape = [xShape[0], weight.shape[0], out.h, out.w]
     let training = Autograd.needsGrad(x, weight, bias)
     let shapes = "\(xShape)\(weight.shape)\(bias != nil)\(g)"
-    let tryWinograd = ConvAlgorithm.preferred == .winograd && ConvAlgorithm.winogradShape(g)
+    // Training only (Note [Winograd convolutions]): in inference oneDNN's direct kernels run in NHWC, where a
+    // Winograd 3×3 costs two layout conversions and a weight transform per call.
+    let tryWinograd = ConvAlgorithm.preferred == .winograd && ConvAlgorithm.winogradShape(g) && training
 
     func forwardPrimitive(_ algorithm: dnnl_alg_kind_t) -> Primitive? {
         convForwardPrimitive(xShape, weight.shape, bias: bias != nil, geometry: g, training: training, algorithm: algorithm)
@@ -155,10 +157,6 @@ func convForwardPrimitive(_ xShape: [Int], _ weightShape: [Int], bias: Bool, geo
     let out = g.outputSize(xShape[2], xShape[3])
     let yShape = [xShape[0], weightShape[0], out.h, out.w]
     let shapes = "\(xShape)\(weightShape)\(bias)\(g)"
-    // Winograd runs in training mode even for inference: oneDNN's inference kernel wants its weights pre-transformed
-    // into a layout of their own per shape, a copy of every 3×3 weight per input size (1.6 GiB more for DeepLab's
-    // three MSC scales), where the training kernel transforms the blocked weights as it goes.
-    let training = training || algorithm == dnnl_convolution_winograd
     return PrimitiveCache.optionalPrimitive("conv.fwd\(training)\(algorithm.rawValue)\(shapes)") {
         var src = MemoryDesc.any(xShape), wei = MemoryDesc.any(weightShape), dst = MemoryDesc.any(yShape)
         // A zero descriptor tells oneDNN there is no bias.

@@ -11,7 +11,7 @@ import CDNNL
 /// and the results are scattered back (`convolve(…, phases: d)`). The gather and the scatter are each other's
 /// adjoint, so each one's backward is the other.
 ///
-/// nil when this does not apply or would not pay: another algorithm is preferred, another geometry, a layout
+/// nil when this does not apply or would not pay: inference, another algorithm is preferred, another geometry, a layout
 /// other than plain, one channel block or NHWC, sub-grids under `minimumSubgrid` pixels a side (Winograd computes
 /// 4 × 4 output tiles, so tiny grids are mostly padding), or no Winograd kernel for the sub-grid convolution.
 func polyphaseConv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: ConvGeometry, flops: Double) -> Tensor? {
@@ -22,9 +22,10 @@ func polyphaseConv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, geometry g: Con
     let (subH, subW) = ((h + d - 1) / d, (w + d - 1) / d)
     guard min(subH, subW) >= minimumSubgrid else { return nil }
     let inner = ConvGeometry(kernel: 3, padding: 1)
-    let training = Autograd.isRecording && [x, weight, bias].contains { $0?.requiresGrad == true }
-    guard convForwardPrimitive([n * d * d, x.shape[1], subH, subW], weight.shape, bias: bias != nil, geometry: inner,
-                               training: training, algorithm: dnnl_convolution_winograd) != nil else { return nil }
+    // Training only, as every Winograd convolution (Note [Winograd convolutions]).
+    guard Autograd.isRecording, [x, weight, bias].contains(where: { $0?.requiresGrad == true }),
+          convForwardPrimitive([n * d * d, x.shape[1], subH, subW], weight.shape, bias: bias != nil, geometry: inner,
+                               training: true, algorithm: dnnl_convolution_winograd) != nil else { return nil }
     return convolve(x, weight: weight, bias: bias, geometry: inner, flops: flops, phases: d)
 }
 

@@ -14,7 +14,7 @@ struct GlobalOptions: ParsableArguments {
     @Option(help: "How much to print: error, warning, info or debug.")
     var logLevel: LogLevel = .info
 
-    @Option(help: "How 3x3 convolutions run: winograd (faster; rounding differs from the direct sum by ~1e-6 relative) or direct (bit-for-bit the earlier releases). Dilated ones run as sub-grid convolutions under winograd.")
+    @Option(help: "How training's 3x3 convolutions run: winograd (faster; rounding differs from the direct sum by ~1e-6 relative; dilated ones run on their sub-grids) or direct (bit for bit the earlier releases). Inference always runs direct.")
     var convAlgorithm: ConvAlgorithm = .winograd
 
     func validate() throws {
