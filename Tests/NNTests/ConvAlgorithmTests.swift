@@ -87,12 +87,14 @@ final class ConvAlgorithmTests: XCTestCase {
             let expected = r < shape[2] && col < shape[3] ? values[(c * shape[2] + r) * shape[3] + col] : 0
             XCTAssertEqual(s[((((a * d + b) * shape[0]) * shape[1] + c) * sh + i) * sw + j], expected, "\(shape) d \(d)")
             let merged = polyphaseMerge(split, dilation: d, height: shape[2], width: shape[3])
-            XCTAssertEqual(merged.toArray(), values, "merge(split(x)) == x for \(shape) d \(d)")
+            let back = merged.toArray()
+            XCTAssertEqual(back.count, values.count)
+            XCTAssertEqual(zip(back, values).filter { $0 != $1 }.count, 0, "merge(split(x)) == x for \(shape) d \(d): elements that differ")
             // ⟨split(x), r⟩ = ⟨x, merge(r)⟩: each is the other's backward.
             let seed = GradientCheck.random(split.shape, seed: 8)
-            let back = polyphaseMerge(Tensor(seed, shape: split.shape), dilation: d, height: shape[2], width: shape[3])
+            let adjoint = polyphaseMerge(Tensor(seed, shape: split.shape), dilation: d, height: shape[2], width: shape[3])
             let lhs = zip(s, seed).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
-            let rhs = zip(values, back.toArray()).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+            let rhs = zip(values, adjoint.toArray()).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
             XCTAssertEqual(lhs, rhs, accuracy: 1e-4 * max(1, abs(lhs)), "adjoint for \(shape) d \(d)")
         }
     }
