@@ -29,6 +29,11 @@ final class ConvAlgorithmTests: XCTestCase {
         return [y.toArray(), xt.grad!.toArray(), wt.grad!.toArray(), bt.grad!.toArray()]
     }
 
+    /// How many elements differ (all of them when the lengths do): a failure message of one number.
+    func differing(_ a: [Float], _ b: [Float]) -> Int {
+        a.count == b.count ? zip(a, b).filter { $0 != $1 }.count : max(a.count, b.count)
+    }
+
     func assertClose(_ a: [[Float]], _ b: [[Float]], tolerance: Float, _ what: String) {
         for (k, name) in ["output", "dx", "dW", "db"].enumerated() {
             XCTAssertEqual(a[k].count, b[k].count, "\(what) \(name)")
@@ -87,9 +92,7 @@ final class ConvAlgorithmTests: XCTestCase {
             let expected = r < shape[2] && col < shape[3] ? values[(c * shape[2] + r) * shape[3] + col] : 0
             XCTAssertEqual(s[((((a * d + b) * shape[0]) * shape[1] + c) * sh + i) * sw + j], expected, "\(shape) d \(d)")
             let merged = polyphaseMerge(split, dilation: d, height: shape[2], width: shape[3])
-            let back = merged.toArray()
-            XCTAssertEqual(back.count, values.count)
-            XCTAssertEqual(zip(back, values).filter { $0 != $1 }.count, 0, "merge(split(x)) == x for \(shape) d \(d): elements that differ")
+            XCTAssertEqual(differing(merged.toArray(), values), 0, "merge(split(x)) == x for \(shape) d \(d): elements that differ")
             // ⟨split(x), r⟩ = ⟨x, merge(r)⟩: each is the other's backward.
             let seed = GradientCheck.random(split.shape, seed: 8)
             let adjoint = polyphaseMerge(Tensor(seed, shape: split.shape), dilation: d, height: shape[2], width: shape[3])
@@ -97,6 +100,26 @@ final class ConvAlgorithmTests: XCTestCase {
             let rhs = zip(values, adjoint.toArray()).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
             XCTAssertEqual(lhs, rhs, accuracy: 1e-4 * max(1, abs(lhs)), "adjoint for \(shape) d \(d)")
         }
+    }
+
+    /// NHWC (what oneDNN's inference kernels pick at batch 1) is one of ChannelChunks' layouts: the sub-grid
+    /// gather and the blockwise per-channel product give on it what they give on the plain layout.
+    func testChannelsLastLayout() {
+        let shape = [2, 24, 7, 9]
+        let x = Tensor(GradientCheck.random(shape, seed: 21), shape: shape)
+        let nhwc = Reorder.convert(x, to: MemoryDesc.strided(shape, strides: [7 * 9 * 24, 1, 9 * 24, 24]))
+        let layout = ChannelChunks(nhwc)
+        XCTAssertEqual(layout?.channelsLast, true)
+        XCTAssertEqual(layout?.block, 24)
+        XCTAssertEqual(ChannelChunks(x)?.channelsLast, false)
+        let split = polyphaseSplit(nhwc, dilation: 2)
+        XCTAssertFalse(split.isPlain, "the split keeps NHWC")
+        XCTAssertEqual(differing(split.toArray(), polyphaseSplit(x, dilation: 2).toArray()), 0, "split: elements that differ")
+        XCTAssertEqual(differing(polyphaseMerge(split, dilation: 2, height: 7, width: 9).toArray(), x.toArray()), 0, "merge: elements that differ")
+        let mask = Tensor(GradientCheck.random([2, 24, 1, 1], seed: 22), shape: [2, 24, 1, 1])
+        let (values, factors) = (x.toArray(), mask.toArray())
+        let expected = values.indices.map { i in values[i] * factors[i / (7 * 9)] }
+        XCTAssertEqual(differing(Autograd.noGrad { mul(nhwc, mask) }.toArray(), expected), 0, "per-channel product: elements that differ")
     }
 
     func testPolyphaseGradientsAgainstFiniteDifferences() {
