@@ -3,8 +3,8 @@ import CDNNL
 /// `big op small` for two broadcasts oneDNN 2.6 has no optimised binary kernel for: `small` of shape (B, 1, …, 1), a
 /// value per sample (drop path's mask), and (B, C, 1, 1), a value per sample and channel (channel dropout's mask on
 /// a blocked activation). Its reference kernel ran these ~50× slower than a plain product, a fifth of the
-/// Conformer's training step. Here each value is applied to its part of `big`'s storage in `big`'s layout: plain,
-/// or channels in one inner block (nChw8c / nChw16c, whose padding channels stay 0). Every element gets the same
+/// Conformer's training step. Here each value is applied to its part of `big`'s storage in `big`'s layout: any
+/// `ChannelChunks` layout (plain, nChw8c / nChw16c whose padding channels stay 0, NHWC). Every element gets the same
 /// single float operation as in the primitive. nil when the shapes or the layout do not fit: the caller runs the
 /// primitive. `padded` is small's shape left-padded to big's rank; `small` is read plain.
 func blockwiseBinary(_ op: BinaryOperation, _ big: Tensor, _ small: Tensor, padded: [Int]) -> Tensor? {
