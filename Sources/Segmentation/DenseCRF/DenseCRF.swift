@@ -218,8 +218,8 @@ public struct DenseCRF: Sendable {
 
     /// Q label-major (L × N), written by the last pass. Until then Q lives in rows of `width` floats (pad lanes
     /// zero), which each term's splat reads scaled by the term's D^{−½} (densecrf's `in * norm_.asDiagonal()`).
-    /// Per iteration every term is splatted and blurred, then one pass over the pixels slices all terms and takes the softmax (`ccrf_update`):
-    /// −U + w₁·(slice₁·D₁^{−½}) + w₂·(slice₂·D₂^{−½}) + …, added in that order as densecrf's `tmp1 −= out` does.
+    /// Per iteration every term is splatted and blurred, then one pass over the pixels slices all terms and takes
+    /// the softmax (`ccrf_update`): −U + w₁·(slice₁·D₁^{−½}) + w₂·(slice₂·D₂^{−½}) + …, added in that order as densecrf's `tmp1 −= out` does.
     /// Where a lattice's value buffers would pass `valueBufferLimit`, its lanes are filtered in rounds instead, into
     /// a message buffer (the same sums, term by term), and the softmax follows the last term's slice.
     func meanField(iterations: Int) -> [Float] {
